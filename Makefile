@@ -1,0 +1,58 @@
+# stockcast: one command per habit. `make help` lists them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+UV_VERSION := 0.13.9
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-dev run test lint format serve bench lock clean
+
+help: ## List the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: requirements.lock pyproject.toml | $(BIN)/python
+	$(UV) pip install --python $(BIN)/python --quiet -r requirements.lock
+	$(UV) pip install --python $(BIN)/python --quiet --no-deps -e .
+	@touch $@
+
+$(VENV)/.installed-dev: requirements-dev.lock pyproject.toml | $(BIN)/python
+	$(UV) pip install --python $(BIN)/python --quiet -r requirements-dev.lock
+	$(UV) pip install --python $(BIN)/python --quiet --no-deps -e .
+	@touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed ## Create .venv with the runtime dependencies
+install-dev: $(VENV)/.installed-dev ## Create .venv with runtime and development dependencies
+
+run: install ## Run one daily cycle on the embedded defaults and print the forecasts
+	$(BIN)/stockcast run
+
+test: install-dev ## Run the whole test suite
+	bash scripts/test-services.sh
+	$(BIN)/python -m pytest -p no:cacheprovider --cov --cov-report=term --cov-fail-under=75 $(PYTEST_ARGS)
+
+lint: install-dev ## Lint, check formatting and type-check
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+format: install-dev ## Format and fix what ruff can
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+serve: install ## Start the API on 127.0.0.1:8000
+	$(BIN)/stockcast serve
+
+bench: install-dev ## Run the benchmarks and print their figures
+	$(BIN)/python benchmarks/bench_features.py
+
+lock: ## Re-resolve the pinned requirements (needs uv)
+	$(UV) pip compile pyproject.toml --python-version 3.11 --no-header --no-annotate -o requirements.lock
+	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 -c requirements.lock --no-header --no-annotate -o requirements-dev.lock
+
+clean: ## Remove the virtual environment and caches (keeps ./data)
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .coverage

@@ -1,0 +1,63 @@
+"""The artifact store: raw batches, feature tables and reports under one root, local or remote.
+
+The root is a folder or any fsspec URL (``s3://bucket/prefix``); keys are relative paths.
+Writes go to a temporary key first and are moved into place, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+
+class ArtifactStore:
+    def __init__(self, root: str):
+        from fsspec.core import url_to_fs
+
+        self.root = root.rstrip("/")
+        self.fs: AbstractFileSystem
+        self.fs, self._base = url_to_fs(self.root)
+
+    def url(self, key: str) -> str:
+        return f"{self.root}/{key.lstrip('/')}"
+
+    def _path(self, key: str) -> str:
+        return f"{self._base.rstrip('/')}/{key.lstrip('/')}"
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self._path(key)))
+
+    def write_bytes(self, key: str, payload: bytes) -> str:
+        path = self._path(key)
+        parent = path.rsplit("/", 1)[0]
+        self.fs.makedirs(parent, exist_ok=True)
+        staging = f"{parent}/.tmp-{uuid.uuid4().hex}"
+        with self.fs.open(staging, "wb") as handle:
+            handle.write(payload)
+        self.fs.mv(staging, path)
+        return self.url(key)
+
+    def read_bytes(self, key: str) -> bytes:
+        with self.fs.open(self._path(key), "rb") as handle:
+            return bytes(handle.read())
+
+    def write_parquet(self, key: str, frame: pd.DataFrame) -> str:
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        return self.write_bytes(key, buffer.getvalue())
+
+    def read_parquet(self, key: str) -> pd.DataFrame:
+        return pd.read_parquet(io.BytesIO(self.read_bytes(key)))
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        if not self.fs.exists(base):
+            return []
+        start = len(self._base.rstrip("/")) + 1
+        return sorted(path[start:] for path in self.fs.find(base))

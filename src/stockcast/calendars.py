@@ -1,0 +1,89 @@
+"""Trading calendars: which exchange a ticker trades on and when its next session is."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    import exchange_calendars
+
+# Yahoo's ticker suffixes mapped to ISO MIC calendars of exchange-calendars.
+SUFFIX_TO_CALENDAR = {
+    "AS": "XAMS",
+    "AX": "XASX",
+    "BR": "XBRU",
+    "DE": "XETR",
+    "F": "XFRA",
+    "HK": "XHKG",
+    "KS": "XKRX",
+    "L": "XLON",
+    "MC": "XMAD",
+    "MI": "XMIL",
+    "PA": "XPAR",
+    "SA": "BVMF",
+    "SI": "XSES",
+    "SS": "XSHG",
+    "SW": "XSWX",
+    "SZ": "XSHG",
+    "T": "XTKS",
+    "TO": "XTSE",
+    "TW": "XTAI",
+    "V": "XTSE",
+}
+DEFAULT_CALENDAR = "XNYS"
+
+
+def calendar_name_for(ticker: str) -> str:
+    """The exchange calendar of a Yahoo ticker: its suffix decides, US listings by default."""
+    if "." in ticker:
+        suffix = ticker.rsplit(".", 1)[1].upper()
+        if suffix in SUFFIX_TO_CALENDAR:
+            return SUFFIX_TO_CALENDAR[suffix]
+    return DEFAULT_CALENDAR
+
+
+@lru_cache(maxsize=32)
+def get_calendar(name: str) -> exchange_calendars.ExchangeCalendar:
+    import exchange_calendars
+
+    # The default window starts 20 years back; bundled history reaches back to 2000.
+    return exchange_calendars.get_calendar(name, start="1995-01-01")
+
+
+def calendar_for(ticker: str) -> exchange_calendars.ExchangeCalendar:
+    return get_calendar(calendar_name_for(ticker))
+
+
+def next_session(ticker: str, after: date) -> date:
+    """The first trading session of the ticker's exchange strictly after ``after``."""
+    calendar = calendar_for(ticker)
+    day = pd.Timestamp(after)
+    if day >= calendar.last_session:
+        raise ValueError(f"{after} is past the end of the {calendar.name} calendar")
+    if calendar.is_session(day):
+        return calendar.next_session(day).date()
+    return calendar.date_to_session(day, direction="next").date()
+
+
+def session_on_or_after(ticker: str, day: date) -> date:
+    """The session a date falls on, or the next one when the exchange is closed that day."""
+    calendar = calendar_for(ticker)
+    return calendar.date_to_session(pd.Timestamp(day), direction="next").date()
+
+
+def exchange_today(ticker: str, now: datetime) -> date:
+    """The calendar date at the ticker's exchange at the instant ``now`` (timezone-aware)."""
+    return pd.Timestamp(now).tz_convert(calendar_for(ticker).tz).date()
+
+
+def is_session_closed(ticker: str, session: date, now: datetime) -> bool:
+    """True once the exchange has closed for ``session``: only then is its bar final."""
+    calendar = calendar_for(ticker)
+    day = pd.Timestamp(session)
+    if not calendar.is_session(day):
+        return True
+    return pd.Timestamp(now) >= calendar.session_close(day)

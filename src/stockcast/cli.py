@@ -1,0 +1,282 @@
+"""The ``stockcast`` command line. Commands assemble adapters from settings and call stages."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from stockcast.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from stockcast.context import Context
+    from stockcast.pipeline import CycleReport
+
+app = typer.Typer(
+    help="Next-trading-day close forecasts for a list of tickers, with the lifecycle around them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Inspect the registry: champions per ticker.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+# Piped output gets a wide table instead of rich's 80-column fallback.
+console = Console(width=None if sys.stdout.isatty() else 160)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+T = TypeVar("T")
+
+TickersOption = Annotated[
+    str | None, typer.Option("--tickers", "-t", help="Comma-separated tickers (default: STOCKCAST_TICKERS).")
+]
+SourceOption = Annotated[
+    str | None, typer.Option("--source", help="auto, yahoo, sample or file:<path or URL> (default: STOCKCAST_SOURCE).")
+]
+
+
+class CommandError(RuntimeError):
+    """A failure to report in one line and exit non-zero."""
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from stockcast.ingest.bars import InvalidBatchError
+    from stockcast.ingest.sources import SourceUnavailableError
+    from stockcast.store.database import StoreUnavailableError
+
+    return (CommandError, SettingsError, StoreUnavailableError, SourceUnavailableError, InvalidBatchError)
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("mlflow", "alembic", "urllib3", "yfinance", "peewee"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+@contextmanager
+def _reported_failures() -> Iterator[None]:
+    try:
+        yield
+    except _expected_errors() as error:
+        errors.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _context(tickers: str | None = None, source: str | None = None) -> Context:
+    from stockcast.context import Context
+
+    overrides: dict[str, Any] = {}
+    if tickers is not None:
+        overrides["tickers"] = tickers
+    if source is not None:
+        overrides["source"] = source
+    return Context(load_settings(**overrides))
+
+
+def _guarded(action: Callable[[], T]) -> T:
+    with _reported_failures():
+        return action()
+
+
+def _print_failures(failures: dict[str, str]) -> None:
+    for ticker, reason in sorted(failures.items()):
+        errors.print(f"[red]failed[/red] {ticker}: {reason}", highlight=False)
+
+
+def _print_source_note(note: str | None) -> None:
+    if note:
+        errors.print(f"[bold yellow]warning:[/bold yellow] {note}", highlight=False)
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[str], None]]:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description:<24}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(), console=errors, transient=True,
+    ) as progress:
+        task = progress.add_task("starting", total=total)
+
+        def step(description: str) -> None:
+            progress.update(task, advance=1, description=description)
+
+        yield step
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+    _quiet_libraries()
+    if verbose:
+        logging.getLogger("stockcast").setLevel(logging.INFO)
+
+
+@app.command()
+def run(tickers: TickersOption = None, source: SourceOption = None) -> None:
+    """Run one daily cycle: ingest, validate, features, train where needed, forecast."""
+    from stockcast.pipeline import run_cycle
+
+    with _reported_failures():
+        context = _context(tickers, source)
+        names = context.settings.tickers
+        with _progress(2 + 2 * len(names)) as step:
+            report = run_cycle(context, names, step=step)
+    _print_source_note(report.ingest.note if report.ingest else None)
+    _print_cycle(context, report)
+    _print_failures(report.failures)
+    if not report.forecasts:
+        errors.print("[red]error:[/red] no forecast was made", highlight=False)
+        raise typer.Exit(1)
+    if report.failures:
+        raise typer.Exit(1)
+
+
+def _print_cycle(context: Context, report: CycleReport) -> None:
+    for trained in report.trained:
+        verdict = "promoted" if trained.decision.promote else "kept champion"
+        console.print(f"{trained.ticker}: trained v{trained.version} {trained.spec_key}: {verdict} — {trained.decision.reason}", highlight=False)
+    table = Table(title="Next-session close forecasts")
+    for column in ("ticker", "as of", "last close", "target date", "forecast", "interval", "model", "version", "RMSE", "naive RMSE", "skill"):
+        table.add_column(column, justify="left" if column in {"ticker", "model"} else "right")
+    for forecast in report.forecasts:
+        champion = context.registry.champion(forecast.ticker)
+        metric = champion.metric if champion else (lambda _key: float("nan"))
+        table.add_row(
+            forecast.ticker,
+            forecast.as_of.isoformat(),
+            f"{forecast.last_close:.2f}",
+            forecast.target_date.isoformat(),
+            f"{forecast.predicted_close:.2f}",
+            f"{forecast.lower:.2f} – {forecast.upper:.2f} ({forecast.level:.0%})",
+            forecast.model_kind,
+            forecast.model_version,
+            f"{metric('rmse'):.3f}",
+            f"{metric('naive_rmse'):.3f}",
+            f"{metric('skill_vs_naive'):+.3f}",
+        )
+    console.print(table)
+    console.print(f"{report.forecasts_logged} new forecast(s) logged; prices in {context.settings.resolved_database_url}")
+
+
+@app.command("ingest")
+def ingest_command(tickers: TickersOption = None, source: SourceOption = None) -> None:
+    """Fetch daily bars, validate each ticker's batch and upsert it into the prices table."""
+    from stockcast.ingest.ingest import ingest
+
+    context = _guarded(lambda: _context(tickers, source))
+    report = _guarded(lambda: ingest(context, context.settings.tickers))
+    _print_source_note(report.note)
+    for ticker, rows in sorted(report.rows_written.items()):
+        console.print(f"{ticker}: {rows} bars stored (source {report.source})", highlight=False)
+    if report.raw_batch:
+        console.print(f"raw batch kept at {report.raw_batch}", highlight=False)
+    _print_failures(report.failures)
+    if report.failures:
+        raise typer.Exit(1)
+
+
+@app.command("features")
+def features_command(tickers: TickersOption = None) -> None:
+    """Build the feature table from stored prices and write it to the artifact store."""
+    from stockcast.pipeline import build_and_store_features
+
+    context = _guarded(lambda: _context(tickers))
+    features, url = _guarded(lambda: build_and_store_features(context, context.settings.tickers))
+    if features.empty:
+        errors.print("[red]error:[/red] no stored prices for these tickers; run `stockcast ingest` first")
+        raise typer.Exit(1)
+    console.print(f"{len(features)} feature rows for {features['ticker'].nunique()} ticker(s) written to {url}")
+
+
+@app.command("train")
+def train_command(
+    tickers: TickersOption = None,
+    force: Annotated[bool, typer.Option(help="Train even when the champion is current.")] = True,
+) -> None:
+    """Backtest every candidate, register the best and apply the promotion gate."""
+    from stockcast.features.offline import feature_table
+    from stockcast.pipeline import train_many
+
+    context = _guarded(lambda: _context(tickers))
+    names = context.settings.tickers
+    with _reported_failures(), _progress(len(names)) as step:
+        features = feature_table(context, names)
+        reports, failures = train_many(context, names, features, force=force, step=step)
+    for report in reports:
+        verdict = "promoted to champion" if report.decision.promote else "kept as challenger"
+        console.print(f"{report.ticker}: v{report.version} {report.spec_key} {verdict}: {report.decision.reason}", highlight=False)
+    _print_failures(failures)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command("predict")
+def predict_command(tickers: TickersOption = None) -> None:
+    """Forecast the next session's close per ticker with its champion and log it."""
+    from stockcast.features.offline import feature_table
+    from stockcast.pipeline import forecast_many
+
+    context = _guarded(lambda: _context(tickers))
+    names = context.settings.tickers
+    with _reported_failures():
+        features = feature_table(context, names)
+        forecasts, failures, logged = forecast_many(context, names, features)
+    from stockcast.pipeline import CycleReport
+
+    _print_cycle(context, CycleReport(forecasts=forecasts, forecasts_logged=logged))
+    _print_failures(failures)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default STOCKCAST_HOST, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default STOCKCAST_PORT, 8000).")] = None,
+) -> None:
+    """Start the HTTP API (FastAPI under uvicorn)."""
+    import uvicorn
+
+    settings: Settings = _guarded(load_settings)
+    uvicorn.run(
+        "stockcast.serving.app:create_app", factory=True,
+        host=host or settings.host, port=port or settings.port, log_level="warning",
+    )
+
+
+@models_app.command("list")
+def models_list(tickers: TickersOption = None) -> None:
+    """Champion per ticker with its backtest figures."""
+    context = _guarded(lambda: _context(tickers))
+    table = Table(title="Champions")
+    for column in ("ticker", "version", "kind", "RMSE", "naive RMSE", "skill", "coverage", "data end"):
+        table.add_column(column)
+    missing = []
+    for ticker in context.settings.tickers:
+        champion = _guarded(lambda ticker=ticker: context.registry.champion(ticker))
+        if champion is None:
+            missing.append(ticker)
+            continue
+        table.add_row(
+            ticker, champion.version, champion.kind, f"{champion.metric('rmse'):.3f}",
+            f"{champion.metric('naive_rmse'):.3f}", f"{champion.metric('skill_vs_naive'):+.3f}",
+            f"{champion.metric('coverage'):.1%}", champion.tags.get("data_end", "?"),
+        )
+    console.print(table)
+    if missing:
+        errors.print(f"no champion yet for {', '.join(missing)}; run `stockcast train`", highlight=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,59 @@
+"""The adapters of one process, built lazily from settings by whichever entry point runs."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from stockcast.settings import Settings
+
+if TYPE_CHECKING:
+    from stockcast.artifacts import ArtifactStore
+    from stockcast.ingest.sources import PriceSource
+    from stockcast.registry.mlflow_registry import Registry
+    from stockcast.store.database import Store
+
+
+class Context:
+    """Holds settings and creates each adapter on first use, so a command that needs no
+    registry never imports MLflow."""
+
+    def __init__(self, settings: Settings, clock: datetime | None = None):
+        self.settings = settings
+        self._clock = clock
+
+    def now(self) -> datetime:
+        """The current instant; fixed when a replay or a test injects one."""
+        return self._clock or datetime.now(timezone.utc)
+
+    @cached_property
+    def store(self) -> Store:
+        from stockcast.store.database import Store
+
+        store = Store(self.settings.resolved_database_url)
+        store.upgrade()
+        return store
+
+    @cached_property
+    def artifacts(self) -> ArtifactStore:
+        from stockcast.artifacts import ArtifactStore
+
+        return ArtifactStore(self.settings.resolved_artifact_root)
+
+    @cached_property
+    def registry(self) -> Registry:
+        from stockcast.registry.mlflow_registry import Registry
+
+        return Registry(self.settings.resolved_tracking_uri, self.settings.mlflow_artifact_location)
+
+    @cached_property
+    def source(self) -> PriceSource:
+        from stockcast.ingest.sources import make_source
+
+        return make_source(
+            self.settings.source,
+            timeout_seconds=self.settings.yahoo_timeout_seconds,
+            retries=self.settings.yahoo_retries,
+            cache_dir=str(self.settings.cache_dir),
+        )

@@ -1,0 +1,207 @@
+"""MLflow adapter: tracking runs, the model registry and its ``champion`` alias.
+
+The only module that talks to MLflow. One registered model per ticker; versions carry their
+backtest figures as tags; ``champion`` and ``challenger`` are aliases, never stages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+from dataclasses import dataclass
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from stockcast.training.models import ModelSpec
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from stockcast.training.backtest import BacktestResult
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT_NAME = "stockcast"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+def model_name_for(ticker: str) -> str:
+    return "stockcast-" + re.sub(r"[^A-Za-z0-9_.-]", "_", ticker)
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    ticker: str
+    name: str
+    version: str
+    spec: ModelSpec
+    tags: dict[str, str]
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    def metric(self, key: str) -> float:
+        return float(self.tags.get(key, "nan"))
+
+
+def _spec_from_tags(tags: dict[str, str]) -> ModelSpec:
+    payload = json.loads(tags.get("spec", '{"kind": "naive", "params": {}}'))
+    return ModelSpec(payload["kind"], payload.get("params", {}))
+
+
+class Registry:
+    def __init__(self, tracking_uri: str, artifact_location: str):
+        import mlflow
+
+        # MLflow sets its own loggers up on import; keep its chatter out of our console.
+        logging.getLogger("mlflow").setLevel(logging.ERROR)
+        self.tracking_uri = tracking_uri
+        self.artifact_location = artifact_location
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        self._client: MlflowClient = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
+        self._experiment_id: str | None = None
+
+    # -- tracking ---------------------------------------------------------------------------
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            experiment = self._client.get_experiment_by_name(EXPERIMENT_NAME)
+            if experiment is None:
+                self._experiment_id = self._client.create_experiment(
+                    EXPERIMENT_NAME, artifact_location=self.artifact_location
+                )
+            else:
+                self._experiment_id = experiment.experiment_id
+        return self._experiment_id
+
+    def log_training(
+        self,
+        ticker: str,
+        results: dict[str, BacktestResult],
+        chosen: BacktestResult,
+        forecaster: Any,
+        lineage: dict[str, str],
+        example: pd.DataFrame,
+        level: float,
+    ) -> tuple[str, str]:
+        """Log a parent run with one child per candidate and the chosen model; returns
+        (parent run id, model URI)."""
+        import mlflow
+
+        from stockcast.registry.pyfunc_model import OUTPUT_COLUMNS, ForecastModel
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        experiment_id = self.experiment_id()
+        with mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=f"train-{ticker}-{lineage['data_end']}",
+            tags={"ticker": ticker, "stage": "train", **lineage},
+        ) as parent:
+            for key, result in results.items():
+                with mlflow.start_run(
+                    experiment_id=experiment_id, run_name=key, nested=True,
+                    tags={"ticker": ticker, "spec": key, "candidate": result.spec.kind},
+                ):
+                    mlflow.log_params({"kind": result.spec.kind, **result.spec.params})
+                    mlflow.log_metrics(_finite(result.metrics))
+                    if result.feature_importances:
+                        mlflow.log_dict(result.feature_importances, "feature_importances.json")
+            mlflow.log_params({"chosen": chosen.spec.key(), "level": level, **lineage})
+            mlflow.log_metrics(_finite(chosen.metrics))
+            with tempfile.TemporaryDirectory() as folder:
+                plot = Path(folder) / "backtest.png"
+                _plot_backtest(ticker, chosen, plot)
+                mlflow.log_artifact(str(plot))
+            from mlflow.models import infer_signature
+
+            model = ForecastModel(forecaster, chosen.spec.key(), chosen.spec.kind, chosen.residual_quantile, level)
+            output_example = pd.DataFrame({column: [1.0] for column in OUTPUT_COLUMNS})
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=model,
+                signature=infer_signature(example, output_example),
+                input_example=example,
+                pip_requirements=_requirements(),
+            )
+            return parent.info.run_id, info.model_uri
+
+    # -- registry ---------------------------------------------------------------------------
+    def register(self, ticker: str, model_uri: str, run_id: str, tags: dict[str, str]) -> RegisteredVersion:
+        from mlflow.exceptions import MlflowException
+
+        name = model_name_for(ticker)
+        try:
+            self._client.create_registered_model(name, tags={"ticker": ticker})
+        except MlflowException as error:
+            if "RESOURCE_ALREADY_EXISTS" not in str(error.error_code):
+                raise
+        created = self._client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+        return RegisteredVersion(ticker, name, str(created.version), _spec_from_tags(tags), dict(tags))
+
+    def version(self, ticker: str, version: str) -> RegisteredVersion:
+        name = model_name_for(ticker)
+        found = self._client.get_model_version(name, version)
+        tags = dict(found.tags)
+        return RegisteredVersion(ticker, name, str(found.version), _spec_from_tags(tags), tags)
+
+    def by_alias(self, ticker: str, alias: str) -> RegisteredVersion | None:
+        from mlflow.exceptions import MlflowException
+
+        name = model_name_for(ticker)
+        try:
+            found = self._client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            return None
+        tags = dict(found.tags)
+        return RegisteredVersion(ticker, name, str(found.version), _spec_from_tags(tags), tags)
+
+    def champion(self, ticker: str) -> RegisteredVersion | None:
+        return self.by_alias(ticker, CHAMPION)
+
+    def set_alias(self, ticker: str, alias: str, version: str) -> None:
+        self._client.set_registered_model_alias(model_name_for(ticker), alias, version)
+
+    def tag_version(self, ticker: str, version: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self._client.set_model_version_tag(model_name_for(ticker), version, key, value)
+
+    def load(self, ticker: str, version: str) -> Any:
+        """The packaged ``ForecastModel`` of a version, unwrapped for direct calls."""
+        import mlflow.pyfunc
+
+        loaded = mlflow.pyfunc.load_model(f"models:/{model_name_for(ticker)}/{version}")
+        return loaded.unwrap_python_model()
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float]:
+    return {key: value for key, value in metrics.items() if value == value and abs(value) != float("inf")}
+
+
+def _requirements() -> list[str]:
+    packages = ["mlflow", "scikit-learn", "pandas", "numpy", "cloudpickle"]
+    return [f"{package}=={installed_version(package)}" for package in packages]
+
+
+def _plot_backtest(ticker: str, result: BacktestResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = result.forecasts
+    figure, axis = plt.subplots(figsize=(10, 4))
+    axis.fill_between(frame["date"], frame["lower"], frame["upper"], alpha=0.25, label="interval")
+    axis.plot(frame["date"], frame["actual_close"], color="black", linewidth=1, label="actual")
+    axis.plot(frame["date"], frame["predicted_close"], linewidth=1, label=result.spec.key())
+    axis.set_title(f"{ticker}: walk-forward backtest, skill vs naive {result.metrics['skill_vs_naive']:+.3f}")
+    axis.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)

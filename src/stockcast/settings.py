@@ -1,0 +1,175 @@
+"""One typed settings object for the whole product.
+
+Values come from the environment (``STOCKCAST_`` prefix) or a ``.env`` file in the working
+directory; ``MLFLOW_TRACKING_URI`` keeps its standard name. Everything the embedded defaults
+write lands under ``data_dir``.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+TICKER_PATTERN = re.compile(r"^\^?[A-Z0-9][A-Z0-9.\-=]{0,14}$")
+ModelKind = Literal["naive", "ridge", "random_forest"]
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names it in one line."""
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STOCKCAST_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    data_dir: Path = Path("data")
+    tickers: Annotated[list[str], NoDecode] = ["AAPL", "MSFT", "GOOG", "IBM"]
+    source: str = "auto"
+    start_date: str = "2000-01-01"
+    end_date: str | None = None
+    database_url: str | None = None
+    artifact_root: str | None = None
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "STOCKCAST_MLFLOW_TRACKING_URI"),
+    )
+    models: Annotated[list[ModelKind], NoDecode] = ["naive", "ridge", "random_forest"]
+    backtest_days: int = Field(default=250, ge=20)
+    refit_every_days: int = Field(default=20, ge=1)
+    min_train_days: int = Field(default=250, ge=60)
+    interval_level: float = Field(default=0.9, gt=0.5, lt=1.0)
+    promotion_margin: float = Field(default=0.0, ge=0.0, lt=1.0)
+    retrain_after_days: int = Field(default=20, ge=1)
+    yahoo_timeout_seconds: float = Field(default=20.0, gt=0)
+    yahoo_retries: int = Field(default=2, ge=0)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    random_seed: int = 42
+
+    @field_validator("tickers", mode="before")
+    @classmethod
+    def _parse_tickers(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("tickers")
+    @classmethod
+    def _check_tickers(cls, tickers: list[str]) -> list[str]:
+        if not tickers:
+            raise ValueError("no tickers given; set a comma-separated list such as AAPL,MSFT")
+        normalised = [ticker.upper() for ticker in tickers]
+        bad = [ticker for ticker in normalised if not TICKER_PATTERN.match(ticker)]
+        if bad:
+            raise ValueError(f"not a ticker symbol: {', '.join(bad)}")
+        return list(dict.fromkeys(normalised))
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _parse_models(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("models")
+    @classmethod
+    def _naive_always_included(cls, models: list[str]) -> list[str]:
+        # The naive forecast is the yardstick every other model is judged against.
+        return list(dict.fromkeys(["naive", *models]))
+
+    @field_validator("source")
+    @classmethod
+    def _check_source(cls, source: str) -> str:
+        if source in {"auto", "yahoo", "sample"}:
+            return source
+        if source.startswith("file:") and len(source) > len("file:"):
+            return source
+        raise ValueError("must be auto, yahoo, sample or file:<path or URL>")
+
+    @field_validator("start_date", "end_date")
+    @classmethod
+    def _check_date(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        from datetime import date
+
+        try:
+            date.fromisoformat(value)
+        except ValueError as error:
+            raise ValueError(f"not an ISO date (YYYY-MM-DD): {value!r}") from error
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, url: str | None) -> str | None:
+        if url is None or url == "":
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(url)
+        except ArgumentError as error:
+            raise ValueError(f"not a SQLAlchemy URL: {url.split('://')[0]}://...") from error
+        return url
+
+    @model_validator(mode="after")
+    def _check_dates_order(self) -> Settings:
+        if self.end_date and self.start_date and self.end_date <= self.start_date:
+            raise ValueError("end_date must be after start_date")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'stockcast.db').resolve()}"
+
+    @property
+    def resolved_artifact_root(self) -> str:
+        return self.artifact_root or str((self.data_dir / "artifacts").resolve())
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifact_location(self) -> str:
+        return f"{self.resolved_artifact_root.rstrip('/')}/mlflow"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming each bad setting by its environment variable and saying why."""
+    parts = []
+    for issue in error.errors():
+        field = ".".join(str(part) for part in issue["loc"]) or "settings"
+        env_name = "MLFLOW_TRACKING_URI" if field == "mlflow_tracking_uri" else f"STOCKCAST_{field.upper()}"
+        message = str(issue["msg"]).removeprefix("Value error, ")
+        parts.append(f"{env_name}: {message}")
+    return "invalid setting " + "; ".join(parts)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning pydantic's multi-line report into a one-line SettingsError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError(describe_validation_error(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

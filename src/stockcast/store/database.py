@@ -1,0 +1,195 @@
+"""The relational store: prices and logged forecasts, through SQLAlchemy on any backend.
+
+This is the only module that speaks SQL. SQLite by default, PostgreSQL in production; the
+schema comes from Alembic migrations in both cases.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, and_, create_engine, event, func, select
+from sqlalchemy.exc import OperationalError
+
+from stockcast.ingest.bars import BAR_COLUMNS
+from stockcast.store.schema import forecasts, prices
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+FORECAST_COLUMNS = [column.name for column in forecasts.columns]
+
+
+class StoreUnavailableError(RuntimeError):
+    """The database cannot be reached or opened."""
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if str(path) not in {"", ":memory:"}:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # WAL lets the API read while a batch job writes.
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _upsert(engine_dialect: str, table: Any, rows: list[dict[str, Any]], keys: Sequence[str], update: bool) -> Any:
+    if engine_dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif engine_dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise StoreUnavailableError(f"unsupported database dialect {engine_dialect!r}")
+    statement = insert(table)
+    if update:
+        changing = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
+        return statement.on_conflict_do_update(index_elements=list(keys), set_=changing)
+    return statement.on_conflict_do_nothing(index_elements=list(keys))
+
+
+def _none_if_nan(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+class Store:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = _make_engine(url)
+
+    # -- schema -----------------------------------------------------------------------------
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration; safe to run on every start."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        try:
+            with self.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except OperationalError as error:
+            raise StoreUnavailableError(f"cannot open the database: {error.orig}") from error
+
+    def ping(self) -> None:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(select(1))
+        except OperationalError as error:
+            raise StoreUnavailableError(f"database unreachable: {error.orig}") from error
+
+    # -- prices -----------------------------------------------------------------------------
+    def upsert_prices(self, bars: pd.DataFrame, ingested_at: datetime | None = None) -> int:
+        """Insert or update bars by (ticker, date) in one transaction; returns rows written."""
+        if bars.empty:
+            return 0
+        stamp = ingested_at or datetime.now(timezone.utc)
+        frame = bars[BAR_COLUMNS].copy()
+        frame["date"] = pd.to_datetime(frame["date"]).dt.date
+        frame["ingested_at"] = stamp
+        rows = [
+            {key: _none_if_nan(value) for key, value in row.items()}
+            for row in frame.to_dict(orient="records")
+        ]
+        statement = _upsert(self.engine.dialect.name, prices, rows, ["ticker", "date"], update=True)
+        with self.engine.begin() as connection:
+            connection.execute(statement, rows)
+        return len(rows)
+
+    def load_prices(
+        self,
+        tickers: Iterable[str] | None = None,
+        start: date | None = None,
+        end: date | None = None,
+    ) -> pd.DataFrame:
+        query = select(*[prices.c[column] for column in BAR_COLUMNS])
+        if tickers is not None:
+            query = query.where(prices.c.ticker.in_(list(tickers)))
+        if start is not None:
+            query = query.where(prices.c.date >= start)
+        if end is not None:
+            query = query.where(prices.c.date <= end)
+        query = query.order_by(prices.c.ticker, prices.c.date)
+        with self.engine.connect() as connection:
+            frame = pd.DataFrame(connection.execute(query).fetchall(), columns=BAR_COLUMNS)
+        frame["date"] = pd.to_datetime(frame["date"])
+        for column in BAR_COLUMNS[2:-1]:
+            frame[column] = frame[column].astype("float64")
+        return frame
+
+    def price_ranges(self) -> dict[str, tuple[date, date, int]]:
+        """First date, last date and row count per stored ticker."""
+        query = select(
+            prices.c.ticker, func.min(prices.c.date), func.max(prices.c.date), func.count()
+        ).group_by(prices.c.ticker)
+        with self.engine.connect() as connection:
+            return {row[0]: (row[1], row[2], row[3]) for row in connection.execute(query)}
+
+    def count_prices(self) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(prices)).scalar_one())
+
+    # -- forecasts --------------------------------------------------------------------------
+    def log_forecasts(self, records: Sequence[dict[str, Any]]) -> int:
+        """Store forecasts; a request id already stored is left as it was. Returns new rows."""
+        if not records:
+            return 0
+        rows = []
+        for record in records:
+            row = {key: record.get(key) for key in FORECAST_COLUMNS if key != "id"}
+            if isinstance(row["features"], dict):
+                row["features"] = json.dumps(row["features"], sort_keys=True)
+            row["created_at"] = row["created_at"] or datetime.now(timezone.utc)
+            rows.append(row)
+        before = self.count_forecasts()
+        statement = _upsert(self.engine.dialect.name, forecasts, rows, ["request_id"], update=False)
+        with self.engine.begin() as connection:
+            connection.execute(statement, rows)
+        return self.count_forecasts() - before
+
+    def count_forecasts(self) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(forecasts)).scalar_one())
+
+    def load_forecasts(
+        self,
+        ticker: str | None = None,
+        start: date | None = None,
+        end: date | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> pd.DataFrame:
+        conditions = []
+        if ticker is not None:
+            conditions.append(forecasts.c.ticker == ticker)
+        if start is not None:
+            conditions.append(forecasts.c.target_date >= start)
+        if end is not None:
+            conditions.append(forecasts.c.target_date <= end)
+        query = select(forecasts)
+        if conditions:
+            query = query.where(and_(*conditions))
+        query = query.order_by(forecasts.c.target_date, forecasts.c.ticker, forecasts.c.id).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as connection:
+            return pd.DataFrame(connection.execute(query).fetchall(), columns=FORECAST_COLUMNS)
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,59 @@
+"""The relational schema, declared once. Alembic migrations create it; code reads it from here."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+prices = Table(
+    "prices",
+    metadata,
+    Column("ticker", String(32), primary_key=True),
+    Column("date", Date, primary_key=True),
+    Column("open", Float, nullable=False),
+    Column("high", Float, nullable=False),
+    Column("low", Float, nullable=False),
+    Column("close", Float, nullable=False),
+    Column("adj_close", Float),
+    Column("volume", Float),
+    Column("dividends", Float, nullable=False, server_default="0"),
+    Column("split_ratio", Float, nullable=False, server_default="1"),
+    Column("source", String(255), nullable=False),
+    Column("ingested_at", DateTime(timezone=True), nullable=False),
+)
+
+forecasts = Table(
+    "forecasts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # Batch forecasts get a deterministic id so a rerun of the same day adds nothing.
+    Column("request_id", String(128), nullable=False, unique=True),
+    Column("ticker", String(32), nullable=False),
+    Column("as_of", Date, nullable=False),
+    Column("target_date", Date, nullable=False),
+    Column("predicted_close", Float, nullable=False),
+    Column("lower", Float, nullable=False),
+    Column("upper", Float, nullable=False),
+    Column("level", Float, nullable=False),
+    Column("model_name", String(255), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("model_kind", String(64), nullable=False),
+    Column("origin", String(16), nullable=False),
+    Column("features", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("actual_close", Float),
+    Column("error", Float),
+    Index("ix_forecasts_ticker_target", "ticker", "target_date"),
+)

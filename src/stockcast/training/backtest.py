@@ -1,0 +1,140 @@
+"""Walk-forward backtests: one code path for every candidate, never fitting on the future.
+
+For an origin day ``t`` (forecasting the close of the next session) a model is fitted only on
+rows dated before ``t``: the last of those has its label, the close of ``t``, known by then.
+Models are refitted every ``refit_every_days`` origins (the cutoff of each window), on an
+expanding or a rolling window of history.
+
+Prediction intervals are split-conformal and online: the interval at an origin is the
+``level`` quantile of the absolute out-of-sample errors (in log-return space) of the origins
+before it. A warm-up stretch of ``calibration_days`` origins before the scored window supplies
+the first errors and is not scored.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stockcast.features.build import FEATURE_COLUMNS, TARGET_COLUMN
+from stockcast.training.metrics import score_forecasts
+from stockcast.training.models import Forecaster, ModelSpec, make_forecaster
+
+
+class NotEnoughHistoryError(ValueError):
+    """Too few labelled rows for the requested backtest."""
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    test_days: int = 250
+    refit_every_days: int = 20
+    min_train_days: int = 250
+    train_window_days: int | None = 1000
+    calibration_days: int = 60
+    level: float = 0.9
+
+    @property
+    def rows_needed(self) -> int:
+        return self.min_train_days + self.calibration_days + self.test_days
+
+
+@dataclass
+class BacktestResult:
+    spec: ModelSpec
+    forecasts: pd.DataFrame  # the scored window, one row per origin
+    metrics: dict[str, float]
+    residual_quantile: float  # conformal half-width in log-return space over all OOS errors
+    feature_importances: dict[str, float] | None = field(default=None)
+
+
+def conformal_quantile(abs_errors: np.ndarray, level: float) -> float:
+    """The finite-sample-corrected quantile of split conformal prediction."""
+    count = len(abs_errors)
+    if count == 0:
+        return math.inf
+    rank = math.ceil((count + 1) * level)
+    if rank > count:
+        return math.inf
+    return float(np.sort(abs_errors)[rank - 1])
+
+
+def _training_slice(rows: pd.DataFrame, cutoff: int, window: int | None) -> pd.DataFrame:
+    start = 0 if window is None else max(0, cutoff - window)
+    return rows.iloc[start:cutoff]
+
+
+def fit_on_history(spec: ModelSpec, rows: pd.DataFrame, window: int | None, seed: int = 0) -> Forecaster:
+    """Fit a candidate on the most recent ``window`` labelled rows (all when None)."""
+    train = _training_slice(rows, len(rows), window)
+    return make_forecaster(spec, seed).fit(train[FEATURE_COLUMNS], train[TARGET_COLUMN])
+
+
+def walk_forward(rows: pd.DataFrame, spec: ModelSpec, config: BacktestConfig, seed: int = 0) -> BacktestResult:
+    """Backtest one candidate on the labelled, complete rows of one ticker (sorted by date)."""
+    rows = rows.reset_index(drop=True)
+    count = len(rows)
+    if count < config.rows_needed:
+        raise NotEnoughHistoryError(
+            f"{count} labelled days, the backtest needs {config.rows_needed} "
+            f"({config.min_train_days} to train, {config.calibration_days} to calibrate, "
+            f"{config.test_days} to score)"
+        )
+    first_origin = count - config.test_days - config.calibration_days
+    predicted = np.empty(count - first_origin)
+    cutoffs = np.empty(count - first_origin, dtype="datetime64[ns]")
+    model: Forecaster | None = None
+    for cutoff in range(first_origin, count, config.refit_every_days):
+        train = _training_slice(rows, cutoff, config.train_window_days)
+        model = make_forecaster(spec, seed).fit(train[FEATURE_COLUMNS], train[TARGET_COLUMN])
+        block = rows.iloc[cutoff : cutoff + config.refit_every_days]
+        predicted[cutoff - first_origin : cutoff - first_origin + len(block)] = model.predict(block)
+        cutoffs[cutoff - first_origin : cutoff - first_origin + len(block)] = rows["date"].iloc[cutoff]
+
+    origins = rows.iloc[first_origin:].reset_index(drop=True)
+    actual_log_return = origins[TARGET_COLUMN].to_numpy(float)
+    abs_errors = np.abs(actual_log_return - predicted)
+    half_widths = np.array([conformal_quantile(abs_errors[:i], config.level) for i in range(len(origins))])
+
+    close = origins["close"].to_numpy(float)
+    frame = pd.DataFrame(
+        {
+            "date": origins["date"],
+            "cutoff": cutoffs,
+            "close": close,
+            "actual_close": close * np.exp(actual_log_return),
+            "predicted_close": close * np.exp(predicted),
+            "naive_close": close,
+            "lower": close * np.exp(predicted - half_widths),
+            "upper": close * np.exp(predicted + half_widths),
+        }
+    )
+    scored = frame.iloc[config.calibration_days :].reset_index(drop=True)
+    importances = getattr(model, "feature_importances", lambda: None)()
+    return BacktestResult(
+        spec=spec,
+        forecasts=scored,
+        metrics=score_forecasts(scored),
+        residual_quantile=conformal_quantile(abs_errors, config.level),
+        feature_importances=importances,
+    )
+
+
+def backtest_candidates(
+    rows: pd.DataFrame, specs: list[ModelSpec], config: BacktestConfig, seed: int = 0
+) -> dict[str, BacktestResult]:
+    """Every candidate on the same rows and the same scored window, keyed by spec key."""
+    return {spec.key(): walk_forward(rows, spec, config, seed) for spec in specs}
+
+
+def best_candidate(results: dict[str, BacktestResult]) -> BacktestResult:
+    """The lowest RMSE on the common window; ties go to the simpler (earlier listed) model."""
+    return min(results.values(), key=lambda result: result.metrics["rmse"])
+
+
+def describe(result: BacktestResult) -> dict[str, Any]:
+    return {"spec": result.spec.key(), **result.metrics}

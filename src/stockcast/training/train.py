@@ -1,0 +1,154 @@
+"""Training stage: backtest every candidate per ticker, register the best, apply the gate."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from stockcast.context import Context
+from stockcast.features.build import FEATURE_COLUMNS
+from stockcast.features.offline import training_rows
+from stockcast.registry.mlflow_registry import CHALLENGER, CHAMPION, RegisteredVersion
+from stockcast.registry.promotion import Contender, Decision, should_promote
+from stockcast.training.backtest import (
+    BacktestConfig,
+    BacktestResult,
+    NotEnoughHistoryError,
+    backtest_candidates,
+    best_candidate,
+    fit_on_history,
+)
+from stockcast.training.models import ModelSpec, default_spec
+
+log = logging.getLogger(__name__)
+# Below this many labelled days not even the naive forecast's interval can be calibrated.
+MIN_NAIVE_DAYS = 40
+SCORE_TAGS = ("rmse", "naive_rmse", "skill_vs_naive", "coverage", "directional_accuracy", "mae", "mape_pct")
+
+
+@dataclass
+class TrainingReport:
+    ticker: str
+    version: str
+    spec_key: str
+    metrics: dict[str, float]
+    decision: Decision
+    champion_version: str | None
+    candidates: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def backtest_config(context: Context) -> BacktestConfig:
+    settings = context.settings
+    return BacktestConfig(
+        test_days=settings.backtest_days,
+        refit_every_days=settings.refit_every_days,
+        min_train_days=settings.min_train_days,
+        level=settings.interval_level,
+    )
+
+
+def sessions_since_champion(rows: pd.DataFrame, champion: RegisteredVersion | None) -> int | None:
+    if champion is None or "data_end" not in champion.tags:
+        return None
+    return int((rows["date"] > pd.Timestamp(champion.tags["data_end"])).sum())
+
+
+def needs_training(context: Context, rows: pd.DataFrame, champion: RegisteredVersion | None) -> str | None:
+    """Why a ticker should be trained now, or None when its champion is current enough."""
+    if champion is None:
+        return "no champion yet"
+    new_sessions = sessions_since_champion(rows, champion) or 0
+    if new_sessions >= context.settings.retrain_after_days:
+        return f"{new_sessions} new sessions since the champion's data"
+    return None
+
+
+def _short_history_config(rows: pd.DataFrame, config: BacktestConfig) -> BacktestConfig:
+    calibration = max(len(rows) // 3, 20)
+    return BacktestConfig(
+        test_days=len(rows) - calibration, refit_every_days=len(rows), min_train_days=0,
+        train_window_days=None, calibration_days=calibration, level=config.level,
+    )
+
+
+def run_backtests(
+    rows: pd.DataFrame, specs: list[ModelSpec], config: BacktestConfig, seed: int
+) -> dict[str, BacktestResult]:
+    """All candidates on one window; with too little history only the naive forecast, which
+    needs no training, over the days there are."""
+    try:
+        return backtest_candidates(rows, specs, config, seed)
+    except NotEnoughHistoryError as error:
+        if len(rows) < MIN_NAIVE_DAYS:
+            raise NotEnoughHistoryError(f"{len(rows)} labelled days; at least {MIN_NAIVE_DAYS} needed") from error
+        log.warning("%s; only the naive forecast is evaluated", error)
+        naive = default_spec("naive")
+        return backtest_candidates(rows, [naive], _short_history_config(rows, config), seed)
+
+
+def version_tags(result: BacktestResult, rows: pd.DataFrame, lineage: dict[str, str], level: float) -> dict[str, str]:
+    tags = {
+        "spec": json.dumps({"kind": result.spec.kind, "params": result.spec.params}, sort_keys=True),
+        "spec_key": result.spec.key(),
+        "kind": result.spec.kind,
+        "residual_quantile": repr(result.residual_quantile),
+        "level": repr(level),
+        "window_start": result.forecasts["date"].iloc[0].date().isoformat(),
+        "window_end": result.forecasts["date"].iloc[-1].date().isoformat(),
+        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **lineage,
+    }
+    tags |= {key: repr(float(result.metrics[key])) for key in SCORE_TAGS}
+    return tags
+
+
+def train_ticker(context: Context, ticker: str, features: pd.DataFrame, force: bool = False) -> TrainingReport | None:
+    """Train one ticker when it needs it (or when forced); None when it was current."""
+    settings = context.settings
+    registry = context.registry
+    rows = training_rows(features, ticker)
+    champion = registry.champion(ticker)
+    if not force and needs_training(context, rows, champion) is None:
+        return None
+
+    specs = [default_spec(kind) for kind in settings.models]
+    if champion is not None and champion.spec.key() not in {spec.key() for spec in specs}:
+        specs.append(champion.spec)
+    results = run_backtests(rows, specs, backtest_config(context), settings.random_seed)
+    chosen = best_candidate(results)
+    naive_rmse = chosen.metrics["naive_rmse"]
+    champion_score = None
+    if champion is not None and champion.spec.key() in results:
+        champion_score = Contender(champion.spec.key(), results[champion.spec.key()].metrics["rmse"])
+    decision = should_promote(
+        Contender(chosen.spec.key(), chosen.metrics["rmse"]), champion_score, naive_rmse, settings.promotion_margin
+    )
+
+    lineage = {
+        "data_start": rows["date"].iloc[0].date().isoformat(),
+        "data_end": rows["date"].iloc[-1].date().isoformat(),
+        "feature_hash": f"{int(pd.util.hash_pandas_object(rows[FEATURE_COLUMNS], index=False).sum()) & (2**64 - 1):016x}",
+        "rows": str(len(rows)),
+    }
+    forecaster = fit_on_history(chosen.spec, rows, backtest_config(context).train_window_days, settings.random_seed)
+    example = rows[[*FEATURE_COLUMNS, "close"]].tail(1).reset_index(drop=True)
+    run_id, model_uri = registry.log_training(
+        ticker, results, chosen, forecaster, lineage, example, settings.interval_level
+    )
+    tags = version_tags(chosen, rows, lineage, settings.interval_level)
+    tags |= {"decision": "promoted" if decision.promote else "kept", "decision_reason": decision.reason}
+    registered = registry.register(ticker, model_uri, run_id, tags)
+    registry.set_alias(ticker, CHAMPION if decision.promote else CHALLENGER, registered.version)
+    return TrainingReport(
+        ticker=ticker,
+        version=registered.version,
+        spec_key=chosen.spec.key(),
+        metrics=chosen.metrics,
+        decision=decision,
+        champion_version=registered.version if decision.promote else (champion.version if champion else None),
+        candidates={key: result.metrics for key, result in results.items()},
+    )

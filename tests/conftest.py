@@ -1,0 +1,86 @@
+"""Shared fixtures: isolated settings, real sample bars, synthetic series, shared data paths."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Each test gets its own data folder and no STOCKCAST_* or MLflow settings from outside."""
+    for name in list(os.environ):
+        if name.startswith("STOCKCAST_") or name == "MLFLOW_TRACKING_URI":
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STOCKCAST_DATA_DIR", str(tmp_path / "data"))
+    from stockcast.settings import get_settings
+
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def sample_bars() -> pd.DataFrame:
+    from stockcast.ingest.sources import SampleSource
+
+    return SampleSource().fetch(["AAPL", "MSFT", "GOOG", "IBM"], date(2000, 1, 1), date(2013, 12, 31)).bars
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present beside the project")
+    return SHARED_DATA
+
+
+def synthetic_bars(
+    tickers: tuple[str, ...] = ("AAA", "BBB"),
+    days: int = 600,
+    start: str = "2015-01-02",
+    seed: int = 7,
+    drift: float = 0.0003,
+    volatility: float = 0.015,
+) -> pd.DataFrame:
+    """Random-walk daily bars on business days that pass every validation rule."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    dates = pd.bdate_range(start, periods=days)
+    for ticker in tickers:
+        log_returns = rng.normal(drift, volatility, days)
+        close = 50.0 * np.exp(np.cumsum(log_returns))
+        open_ = close * np.exp(rng.normal(0, 0.003, days))
+        high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.01, days))
+        low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.01, days))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "ticker": ticker,
+                    "date": dates,
+                    "open": open_,
+                    "high": high,
+                    "low": low,
+                    "close": close,
+                    "adj_close": close,
+                    "volume": rng.integers(1_000_000, 5_000_000, days).astype(float),
+                    "dividends": 0.0,
+                    "split_ratio": 1.0,
+                    "source": "synthetic",
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture
+def make_bars():
+    return synthetic_bars

@@ -1,0 +1,107 @@
+"""Walk-forward backtests never train on the day they forecast or after it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stockcast.features.build import TARGET_COLUMN, add_target, build_features, complete_rows
+from stockcast.training import backtest as backtest_module
+from stockcast.training.backtest import (
+    BacktestConfig,
+    NotEnoughHistoryError,
+    best_candidate,
+    backtest_candidates,
+    conformal_quantile,
+    walk_forward,
+)
+from stockcast.training.models import ModelSpec, NaiveForecaster, default_spec
+
+
+def labelled(bars: pd.DataFrame) -> pd.DataFrame:
+    return complete_rows(add_target(build_features(bars))).dropna(subset=[TARGET_COLUMN]).reset_index(drop=True)
+
+
+class SpyForecaster(NaiveForecaster):
+    """Records the dates it was trained on and the dates it was asked about."""
+
+    fits: list[pd.Series] = []
+    predictions: list[pd.Series] = []
+
+    def fit(self, features, target):
+        SpyForecaster.fits.append(features.index.to_series())
+        return self
+
+    def predict(self, features):
+        SpyForecaster.predictions.append(features.index.to_series())
+        return np.zeros(len(features))
+
+
+def test_no_fit_sees_a_row_at_or_after_the_origin_it_forecasts(make_bars, monkeypatch):
+    rows = labelled(make_bars(("AAA",), days=700))
+    SpyForecaster.fits, SpyForecaster.predictions = [], []
+    monkeypatch.setattr(backtest_module, "make_forecaster", lambda spec, seed=0: SpyForecaster())
+    config = BacktestConfig(test_days=120, refit_every_days=15, min_train_days=200, calibration_days=40)
+    walk_forward(rows, ModelSpec("spy"), config)
+    assert len(SpyForecaster.fits) == len(SpyForecaster.predictions) == int(np.ceil(160 / 15))
+    for trained_on, asked_about in zip(SpyForecaster.fits, SpyForecaster.predictions, strict=True):
+        assert trained_on.max() < asked_about.min()
+        # The last training row's label (the next close) is known at the first origin.
+        assert trained_on.max() == asked_about.min() - 1
+
+
+def test_scored_window_is_the_last_test_days(make_bars):
+    rows = labelled(make_bars(("AAA",), days=700))
+    config = BacktestConfig(test_days=100, refit_every_days=25, min_train_days=200, calibration_days=50)
+    result = walk_forward(rows, default_spec("ridge"), config)
+    assert len(result.forecasts) == 100
+    assert result.forecasts["date"].iloc[-1] == rows["date"].iloc[-1]
+    assert (result.forecasts["cutoff"] <= result.forecasts["date"]).all()
+
+
+def test_naive_backtest_has_zero_skill_and_no_directional_calls(make_bars):
+    rows = labelled(make_bars(("AAA",), days=700))
+    result = walk_forward(rows, default_spec("naive"), BacktestConfig(test_days=100, min_train_days=200))
+    assert result.metrics["skill_vs_naive"] == pytest.approx(0.0)
+    assert np.isnan(result.metrics["directional_accuracy"])
+    assert result.metrics["rmse"] == pytest.approx(result.metrics["naive_rmse"])
+
+
+def test_too_little_history_is_refused_with_the_numbers(make_bars):
+    rows = labelled(make_bars(("AAA",), days=300))
+    with pytest.raises(NotEnoughHistoryError, match="needs 560"):
+        walk_forward(rows, default_spec("naive"), BacktestConfig())
+
+
+def test_conformal_intervals_reach_their_level_on_a_long_series(make_bars):
+    rows = labelled(make_bars(("AAA",), days=2600, seed=11))
+    config = BacktestConfig(test_days=2000, refit_every_days=50, min_train_days=250, calibration_days=100, level=0.9)
+    result = walk_forward(rows, default_spec("ridge"), config)
+    assert abs(result.metrics["coverage"] - 0.9) <= 0.03
+
+
+def test_conformal_quantile_is_finite_sample_corrected():
+    errors = np.arange(1, 10, dtype=float)  # nine errors
+    assert conformal_quantile(errors, 0.8) == 8.0  # rank ceil(10 * 0.8) = 8
+    assert conformal_quantile(errors, 0.95) == float("inf")
+    assert conformal_quantile(np.array([]), 0.9) == float("inf")
+
+
+def test_a_model_with_real_signal_beats_naive(make_bars):
+    """Returns that follow yesterday's return: ridge must find it, naive cannot."""
+    bars = make_bars(("AAA",), days=900)
+    rng = np.random.default_rng(3)
+    log_returns = np.zeros(900)
+    for day in range(1, 900):
+        log_returns[day] = 0.5 * log_returns[day - 1] + rng.normal(0, 0.01)
+    close = 50 * np.exp(np.cumsum(log_returns))
+    bars["close"] = close
+    bars["open"] = close
+    bars["high"] = close * 1.005
+    bars["low"] = close * 0.995
+    rows = labelled(bars)
+    config = BacktestConfig(test_days=250, min_train_days=250, calibration_days=60)
+    results = backtest_candidates(rows, [default_spec("naive"), default_spec("ridge")], config)
+    assert best_candidate(results).spec.kind == "ridge"
+    assert results[default_spec("ridge").key()].metrics["skill_vs_naive"] > 0.05

@@ -1,0 +1,33 @@
+"""Forecast target dates follow the ticker's own exchange calendar."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from stockcast.calendars import calendar_name_for, is_session_closed, next_session, session_on_or_after
+
+
+def test_next_session_skips_weekends_and_holidays():
+    assert next_session("AAPL", date(2013, 3, 1)) == date(2013, 3, 4)  # Friday -> Monday
+    assert next_session("AAPL", date(2013, 3, 28)) == date(2013, 4, 1)  # Good Friday closed
+    assert next_session("AAPL", date(2024, 12, 24)) == date(2024, 12, 26)
+
+
+def test_suffix_picks_the_exchange():
+    assert calendar_name_for("2330.TW") == "XTAI"
+    assert calendar_name_for("VOD.L") == "XLON"
+    assert calendar_name_for("BRK-B") == "XNYS"
+    # Taiwan is open on US Thanksgiving; New York is not.
+    assert next_session("2330.TW", date(2024, 11, 27)) == date(2024, 11, 28)
+    assert next_session("AAPL", date(2024, 11, 27)) == date(2024, 11, 29)
+
+
+def test_holiday_maps_to_the_next_session():
+    assert session_on_or_after("AAPL", date(2024, 7, 4)) == date(2024, 7, 5)
+
+
+def test_a_bar_is_final_only_after_the_close():
+    before_close = datetime(2024, 3, 5, 18, 0, tzinfo=timezone.utc)  # 13:00 New York
+    after_close = datetime(2024, 3, 5, 21, 30, tzinfo=timezone.utc)
+    assert not is_session_closed("AAPL", date(2024, 3, 5), before_close)
+    assert is_session_closed("AAPL", date(2024, 3, 5), after_close)
