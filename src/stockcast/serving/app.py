@@ -61,6 +61,13 @@ class ServingState:
     problems: list[str] = field(default_factory=list)
 
 
+def serving_state(request: Request) -> ServingState:
+    return request.app.state.serving  # type: ignore[no-any-return]
+
+
+State = Annotated[ServingState, Depends(serving_state)]
+
+
 def load_champions(state: ServingState, tickers: list[str]) -> None:
     registry = state.context.registry
     for ticker in tickers:
@@ -94,11 +101,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
-
-    def serving_state(request: Request) -> ServingState:
-        return request.app.state.serving  # type: ignore[no-any-return]
-
-    State = Annotated[ServingState, Depends(serving_state)]
 
     @app.get("/health", response_model=Health, responses={503: {"model": Health}})
     def health(state: State) -> Any:

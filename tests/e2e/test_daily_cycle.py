@@ -1,0 +1,112 @@
+"""A user's first day: `stockcast run` offline, twice, then the API over what it stored."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from stockcast.context import Context
+from stockcast.settings import load_settings
+
+STOCKCAST = str(Path(sys.executable).parent / "stockcast")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [STOCKCAST, *args], capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})}
+    )
+
+
+@pytest.fixture(scope="module")
+def cycle_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cycle")
+
+
+@pytest.fixture(scope="module")
+def first_run(cycle_dir):
+    env = {"STOCKCAST_DATA_DIR": str(cycle_dir / "data"), "STOCKCAST_TICKERS": "AAPL,MSFT", "STOCKCAST_SOURCE": "sample"}
+    return env, run_cli("run", env=env)
+
+
+def test_run_prints_a_forecast_per_ticker_and_registers_champions(first_run):
+    env, result = first_run
+    assert result.returncode == 0, result.stderr
+    assert "Next-session close forecasts" in result.stdout
+    for ticker in ("AAPL", "MSFT"):
+        assert ticker in result.stdout
+    assert "2013-03-01" in result.stdout and "2013-03-04" in result.stdout  # as of Friday, for Monday
+    context = Context(load_settings(data_dir=env["STOCKCAST_DATA_DIR"], tickers="AAPL,MSFT"))
+    for ticker in ("AAPL", "MSFT"):
+        champion = context.registry.champion(ticker)
+        assert champion is not None
+        assert float(champion.tags["rmse"]) <= float(champion.tags["naive_rmse"])
+
+
+def test_second_run_adds_no_duplicate_prices_or_forecasts(first_run):
+    env, _ = first_run
+    context = Context(load_settings(data_dir=env["STOCKCAST_DATA_DIR"], tickers="AAPL,MSFT"))
+    prices_before, forecasts_before = context.store.count_prices(), context.store.count_forecasts()
+    again = run_cli("run", env=env)
+    assert again.returncode == 0, again.stderr
+    assert "0 new forecast(s) logged" in again.stdout
+    assert context.store.count_prices() == prices_before
+    assert context.store.count_forecasts() == forecasts_before == 2
+
+
+def test_api_serves_the_champion_and_logs_what_it_served(first_run):
+    from stockcast.serving.app import create_app
+
+    env, _ = first_run
+    settings = load_settings(data_dir=env["STOCKCAST_DATA_DIR"], tickers="AAPL,MSFT")
+    with TestClient(create_app(settings)) as client:
+        health = client.get("/health")
+        assert health.status_code == 200
+        assert set(health.json()["champions"]) == {"AAPL", "MSFT"}
+        answer = client.get("/predict/aapl")
+        assert answer.status_code == 200
+        body = answer.json()
+        assert body["ticker"] == "AAPL" and body["as_of"] == "2013-03-01" and body["target_date"] == "2013-03-04"
+        assert body["interval"]["lower"] <= body["predicted_close"] <= body["interval"]["upper"]
+        assert body["model"]["name"] == "stockcast-AAPL"
+        assert client.get("/predict/ZZZZ").status_code == 404
+    logged = Context(settings).store.load_forecasts(ticker="AAPL")
+    served = logged[logged["request_id"] == body["request_id"]]
+    assert len(served) == 1
+    assert served["predicted_close"].iloc[0] == pytest.approx(body["predicted_close"])
+    assert served["origin"].iloc[0] == "api"
+
+
+def test_health_is_503_without_champions(tmp_path):
+    from stockcast.serving.app import create_app
+
+    settings = load_settings(data_dir=str(tmp_path / "empty"), tickers="AAPL")
+    with TestClient(create_app(settings)) as client:
+        health = client.get("/health")
+    assert health.status_code == 503
+    assert "no champion" in " ".join(health.json()["problems"])
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"STOCKCAST_TICKERS": ""}, "STOCKCAST_TICKERS"),
+        ({"STOCKCAST_DATABASE_URL": "nonsense"}, "STOCKCAST_DATABASE_URL"),
+    ],
+)
+def test_bad_settings_fail_fast_in_one_line(env, expected, tmp_path):
+    result = run_cli("run", env={"STOCKCAST_DATA_DIR": str(tmp_path), **env})
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0]
+
+
+def test_help_lists_the_commands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("run", "ingest", "features", "train", "predict", "serve", "models"):
+        assert command in result.stdout

@@ -1,0 +1,71 @@
+"""The relational store: migrations, idempotent upserts, forecasts logged once per id."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import pytest
+from sqlalchemy import inspect
+
+from stockcast.store.database import Store, StoreUnavailableError
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'db' / 'store.db'}")
+    store.upgrade()
+    yield store
+    store.dispose()
+
+
+def test_migrations_create_the_tables_and_can_run_again(store):
+    store.upgrade()
+    tables = set(inspect(store.engine).get_table_names())
+    assert {"prices", "forecasts", "alembic_version"} <= tables
+
+
+def test_overlapping_upserts_add_no_duplicates_and_keep_the_newest_values(store, make_bars):
+    bars = make_bars(("AAA",), days=50)
+    store.upsert_prices(bars.iloc[:30])
+    revised = bars.iloc[20:].copy()
+    revised.loc[revised.index[0], "close"] = revised["close"].iloc[0] * 1.01
+    revised.loc[revised.index[0], "high"] = revised[["high", "close"]].iloc[0].max()
+    store.upsert_prices(revised)
+    stored = store.load_prices(["AAA"])
+    assert len(stored) == 50
+    assert stored.loc[20, "close"] == pytest.approx(revised["close"].iloc[0])
+    first, last, count = store.price_ranges()["AAA"]
+    assert (first, last, count) == (bars["date"].iloc[0].date(), bars["date"].iloc[-1].date(), 50)
+
+
+def test_prices_round_trip_with_types(store, make_bars):
+    bars = make_bars(("AAA", "BBB"), days=10)
+    store.upsert_prices(bars)
+    loaded = store.load_prices(start=date(2015, 1, 5), end=date(2015, 1, 8))
+    assert set(loaded["ticker"]) == {"AAA", "BBB"}
+    assert pd.api.types.is_datetime64_any_dtype(loaded["date"])
+    assert loaded["close"].dtype == "float64"
+
+
+def _forecast(request_id: str) -> dict:
+    return {
+        "request_id": request_id, "ticker": "AAA", "as_of": date(2024, 1, 2), "target_date": date(2024, 1, 3),
+        "predicted_close": 10.0, "lower": 9.0, "upper": 11.0, "level": 0.9, "model_name": "m",
+        "model_version": "1", "model_kind": "naive", "origin": "batch", "features": {"x": 1.0}, "created_at": None,
+    }
+
+
+def test_forecasts_are_logged_once_per_request_id(store):
+    assert store.log_forecasts([_forecast("a"), _forecast("b")]) == 2
+    assert store.log_forecasts([_forecast("a")]) == 0
+    logged = store.load_forecasts(ticker="AAA")
+    assert len(logged) == 2
+    assert logged["features"].iloc[0] == '{"x": 1.0}'
+
+
+def test_unopenable_database_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StoreUnavailableError, match="cannot open the database"):
+        Store(f"sqlite:///{blocker}/nested/store.db").upgrade()
