@@ -34,10 +34,12 @@ errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 T = TypeVar("T")
 
 TickersOption = Annotated[
-    str | None, typer.Option("--tickers", "-t", help="Comma-separated tickers (default: STOCKCAST_TICKERS).")
+    str | None,
+    typer.Option("--tickers", "-t", help="Comma-separated tickers (default: STOCKCAST_TICKERS)."),
 ]
 SourceOption = Annotated[
-    str | None, typer.Option("--source", help="auto, yahoo, sample or file:<path or URL> (default: STOCKCAST_SOURCE).")
+    str | None,
+    typer.Option("--source", help="auto, yahoo, sample or file:<path or URL> (default: STOCKCAST_SOURCE)."),
 ]
 
 
@@ -50,7 +52,13 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from stockcast.ingest.sources import SourceUnavailableError
     from stockcast.store.database import StoreUnavailableError
 
-    return (CommandError, SettingsError, StoreUnavailableError, SourceUnavailableError, InvalidBatchError)
+    return (
+        CommandError,
+        SettingsError,
+        StoreUnavailableError,
+        SourceUnavailableError,
+        InvalidBatchError,
+    )
 
 
 def _quiet_libraries() -> None:
@@ -100,8 +108,12 @@ def _progress(total: int) -> Iterator[Callable[[str], None]]:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
-        TextColumn("{task.description:<24}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=errors, transient=True,
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=True,
     ) as progress:
         task = progress.add_task("starting", total=total)
 
@@ -112,7 +124,9 @@ def _progress(total: int) -> Iterator[Callable[[str], None]]:
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
     _quiet_libraries()
     if verbose:
         logging.getLogger("stockcast").setLevel(logging.INFO)
@@ -141,9 +155,24 @@ def run(tickers: TickersOption = None, source: SourceOption = None) -> None:
 def _print_cycle(context: Context, report: CycleReport) -> None:
     for trained in report.trained:
         verdict = "promoted" if trained.decision.promote else "kept champion"
-        console.print(f"{trained.ticker}: trained v{trained.version} {trained.spec_key}: {verdict} — {trained.decision.reason}", highlight=False)
+        console.print(
+            f"{trained.ticker}: trained v{trained.version} {trained.spec_key}: {verdict} — {trained.decision.reason}",
+            highlight=False,
+        )
     table = Table(title="Next-session close forecasts")
-    for column in ("ticker", "as of", "last close", "target date", "forecast", "interval", "model", "version", "RMSE", "naive RMSE", "skill"):
+    for column in (
+        "ticker",
+        "as of",
+        "last close",
+        "target date",
+        "forecast",
+        "interval",
+        "model",
+        "version",
+        "RMSE",
+        "naive RMSE",
+        "skill",
+    ):
         table.add_column(column, justify="left" if column in {"ticker", "model"} else "right")
     for forecast in report.forecasts:
         champion = context.registry.champion(forecast.ticker)
@@ -162,7 +191,9 @@ def _print_cycle(context: Context, report: CycleReport) -> None:
             f"{metric('skill_vs_naive'):+.3f}",
         )
     console.print(table)
-    console.print(f"{report.forecasts_logged} new forecast(s) logged; prices in {context.settings.resolved_database_url}")
+    console.print(
+        f"{report.forecasts_logged} new forecast(s) logged; prices in {context.settings.resolved_database_url}"
+    )
 
 
 @app.command("ingest")
@@ -192,7 +223,9 @@ def features_command(tickers: TickersOption = None) -> None:
     if features.empty:
         errors.print("[red]error:[/red] no stored prices for these tickers; run `stockcast ingest` first")
         raise typer.Exit(1)
-    console.print(f"{len(features)} feature rows for {features['ticker'].nunique()} ticker(s) written to {url}")
+    console.print(
+        f"{len(features)} feature rows for {features['ticker'].nunique()} ticker(s) written to {url}"
+    )
 
 
 @app.command("train")
@@ -211,7 +244,10 @@ def train_command(
         reports, failures = train_many(context, names, features, force=force, step=step)
     for report in reports:
         verdict = "promoted to champion" if report.decision.promote else "kept as challenger"
-        console.print(f"{report.ticker}: v{report.version} {report.spec_key} {verdict}: {report.decision.reason}", highlight=False)
+        console.print(
+            f"{report.ticker}: v{report.version} {report.spec_key} {verdict}: {report.decision.reason}",
+            highlight=False,
+        )
     _print_failures(failures)
     if failures:
         raise typer.Exit(1)
@@ -238,7 +274,9 @@ def predict_command(tickers: TickersOption = None) -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Interface to bind (default STOCKCAST_HOST, 127.0.0.1).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind (default STOCKCAST_HOST, 127.0.0.1).")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default STOCKCAST_PORT, 8000).")] = None,
 ) -> None:
     """Start the HTTP API (FastAPI under uvicorn)."""
@@ -246,8 +284,11 @@ def serve(
 
     settings: Settings = _guarded(load_settings)
     uvicorn.run(
-        "stockcast.serving.app:create_app", factory=True,
-        host=host or settings.host, port=port or settings.port, log_level="warning",
+        "stockcast.serving.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="warning",
     )
 
 
@@ -256,18 +297,33 @@ def models_list(tickers: TickersOption = None) -> None:
     """Champion per ticker with its backtest figures."""
     context = _guarded(lambda: _context(tickers))
     table = Table(title="Champions")
-    for column in ("ticker", "version", "kind", "RMSE", "naive RMSE", "skill", "coverage", "data end"):
+    for column in (
+        "ticker",
+        "version",
+        "kind",
+        "RMSE",
+        "naive RMSE",
+        "skill",
+        "coverage",
+        "data end",
+    ):
         table.add_column(column)
     missing = []
-    for ticker in context.settings.tickers:
-        champion = _guarded(lambda ticker=ticker: context.registry.champion(ticker))
+    with _reported_failures():
+        champions = {ticker: context.registry.champion(ticker) for ticker in context.settings.tickers}
+    for ticker, champion in champions.items():
         if champion is None:
             missing.append(ticker)
             continue
         table.add_row(
-            ticker, champion.version, champion.kind, f"{champion.metric('rmse'):.3f}",
-            f"{champion.metric('naive_rmse'):.3f}", f"{champion.metric('skill_vs_naive'):+.3f}",
-            f"{champion.metric('coverage'):.1%}", champion.tags.get("data_end", "?"),
+            ticker,
+            champion.version,
+            champion.kind,
+            f"{champion.metric('rmse'):.3f}",
+            f"{champion.metric('naive_rmse'):.3f}",
+            f"{champion.metric('skill_vs_naive'):+.3f}",
+            f"{champion.metric('coverage'):.1%}",
+            champion.tags.get("data_end", "?"),
         )
     console.print(table)
     if missing:

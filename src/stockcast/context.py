@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,7 @@ class Context:
 
     def now(self) -> datetime:
         """The current instant; fixed when a replay or a test injects one."""
-        return self._clock or datetime.now(timezone.utc)
+        return self._clock or datetime.now(UTC)
 
     @cached_property
     def store(self) -> Store:

@@ -40,7 +40,11 @@ def build_and_store_features(context: Context, tickers: list[str]) -> tuple[pd.D
 
 
 def train_many(
-    context: Context, tickers: list[str], features: pd.DataFrame, force: bool = False, step: Step = _no_step
+    context: Context,
+    tickers: list[str],
+    features: pd.DataFrame,
+    force: bool = False,
+    step: Step = _no_step,
 ) -> tuple[list[TrainingReport], dict[str, str]]:
     reports, failures = [], {}
     for ticker in tickers:
@@ -91,6 +95,8 @@ def run_cycle(context: Context, tickers: list[str], step: Step = _no_step) -> Cy
     report.trained = trained
     report.failures |= training_failures
     ready = [ticker for ticker in ready if ticker not in training_failures]
-    report.forecasts, forecast_failures, report.forecasts_logged = forecast_many(context, ready, features, step)
+    report.forecasts, forecast_failures, report.forecasts_logged = forecast_many(
+        context, ready, features, step
+    )
     report.failures |= forecast_failures
     return report

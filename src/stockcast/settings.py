@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     backtest_days: int = Field(default=250, ge=20)
     refit_every_days: int = Field(default=20, ge=1)
     min_train_days: int = Field(default=250, ge=60)
+    # Rolling training window in sessions; empty or "expanding" trains on all history.
+    train_window_days: int | None = Field(default=1000, ge=60)
     interval_level: float = Field(default=0.9, gt=0.5, lt=1.0)
     promotion_margin: float = Field(default=0.0, ge=0.0, lt=1.0)
     retrain_after_days: int = Field(default=20, ge=1)
@@ -76,6 +78,13 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"not a ticker symbol: {', '.join(bad)}")
         return list(dict.fromkeys(normalised))
+
+    @field_validator("train_window_days", mode="before")
+    @classmethod
+    def _expanding_window(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in {"", "expanding", "none"}:
+            return None
+        return value
 
     @field_validator("models", mode="before")
     @classmethod

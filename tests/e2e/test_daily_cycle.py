@@ -18,7 +18,12 @@ STOCKCAST = str(Path(sys.executable).parent / "stockcast")
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [STOCKCAST, *args], capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})}
+        [STOCKCAST, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -29,7 +34,11 @@ def cycle_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def first_run(cycle_dir):
-    env = {"STOCKCAST_DATA_DIR": str(cycle_dir / "data"), "STOCKCAST_TICKERS": "AAPL,MSFT", "STOCKCAST_SOURCE": "sample"}
+    env = {
+        "STOCKCAST_DATA_DIR": str(cycle_dir / "data"),
+        "STOCKCAST_TICKERS": "AAPL,MSFT",
+        "STOCKCAST_SOURCE": "sample",
+    }
     return env, run_cli("run", env=env)
 
 
@@ -70,7 +79,9 @@ def test_api_serves_the_champion_and_logs_what_it_served(first_run):
         answer = client.get("/predict/aapl")
         assert answer.status_code == 200
         body = answer.json()
-        assert body["ticker"] == "AAPL" and body["as_of"] == "2013-03-01" and body["target_date"] == "2013-03-04"
+        assert (
+            body["ticker"] == "AAPL" and body["as_of"] == "2013-03-01" and body["target_date"] == "2013-03-04"
+        )
         assert body["interval"]["lower"] <= body["predicted_close"] <= body["interval"]["upper"]
         assert body["model"]["name"] == "stockcast-AAPL"
         assert client.get("/predict/ZZZZ").status_code == 404

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pandas as pd
 import pytest
@@ -12,7 +12,7 @@ from stockcast.ingest.ingest import drop_unfinished_bars, ingest
 from stockcast.ingest.sources import AutoSource, Fetched, SampleSource, SourceUnavailableError
 from stockcast.settings import load_settings
 
-NOW = datetime(2024, 6, 3, 22, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 6, 3, 22, 0, tzinfo=UTC)
 
 
 class StaticSource:
@@ -22,7 +22,9 @@ class StaticSource:
         self.bars = bars
 
     def fetch(self, tickers, start, end):
-        keep = self.bars["ticker"].isin(tickers) & self.bars["date"].between(pd.Timestamp(start), pd.Timestamp(end))
+        keep = self.bars["ticker"].isin(tickers) & self.bars["date"].between(
+            pd.Timestamp(start), pd.Timestamp(end)
+        )
         return Fetched(self.bars.loc[keep].reset_index(drop=True))
 
 
@@ -55,7 +57,10 @@ def test_a_bad_batch_is_rejected_whole_and_the_good_one_stored(make_bars):
     assert bars.loc[bad, "date"].date().isoformat() in report.failures["BBB"]
     stored = context.store.load_prices()
     assert set(stored["ticker"]) == {"AAA"}
-    assert all("BBB" not in str(context.artifacts.read_parquet(key)["ticker"].unique()) for key in context.artifacts.list("raw"))
+    assert all(
+        "BBB" not in str(context.artifacts.read_parquet(key)["ticker"].unique())
+        for key in context.artifacts.list("raw")
+    )
 
 
 def test_unfinished_session_bar_is_not_stored():
@@ -75,7 +80,9 @@ class DownSource:
 
 
 def test_auto_falls_back_to_the_sample_and_says_so():
-    fetched = AutoSource(DownSource(), SampleSource()).fetch(["AAPL", "TSLA"], date(2012, 1, 1), date(2013, 1, 1))
+    fetched = AutoSource(DownSource(), SampleSource()).fetch(
+        ["AAPL", "TSLA"], date(2012, 1, 1), date(2013, 1, 1)
+    )
     assert set(fetched.bars["source"]) == {"sample"}
     assert "unreachable" in fetched.note and "connection refused" in fetched.note
     assert "not in the bundled sample" in fetched.failures["TSLA"]

@@ -50,9 +50,20 @@ def test_prices_round_trip_with_types(store, make_bars):
 
 def _forecast(request_id: str) -> dict:
     return {
-        "request_id": request_id, "ticker": "AAA", "as_of": date(2024, 1, 2), "target_date": date(2024, 1, 3),
-        "predicted_close": 10.0, "lower": 9.0, "upper": 11.0, "level": 0.9, "model_name": "m",
-        "model_version": "1", "model_kind": "naive", "origin": "batch", "features": {"x": 1.0}, "created_at": None,
+        "request_id": request_id,
+        "ticker": "AAA",
+        "as_of": date(2024, 1, 2),
+        "target_date": date(2024, 1, 3),
+        "predicted_close": 10.0,
+        "lower": 9.0,
+        "upper": 11.0,
+        "level": 0.9,
+        "model_name": "m",
+        "model_version": "1",
+        "model_kind": "naive",
+        "origin": "batch",
+        "features": {"x": 1.0},
+        "created_at": None,
     }
 
 

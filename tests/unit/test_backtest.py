@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,8 +13,8 @@ from stockcast.training import backtest as backtest_module
 from stockcast.training.backtest import (
     BacktestConfig,
     NotEnoughHistoryError,
-    best_candidate,
     backtest_candidates,
+    best_candidate,
     conformal_quantile,
     walk_forward,
 )
@@ -20,14 +22,16 @@ from stockcast.training.models import ModelSpec, NaiveForecaster, default_spec
 
 
 def labelled(bars: pd.DataFrame) -> pd.DataFrame:
-    return complete_rows(add_target(build_features(bars))).dropna(subset=[TARGET_COLUMN]).reset_index(drop=True)
+    return (
+        complete_rows(add_target(build_features(bars))).dropna(subset=[TARGET_COLUMN]).reset_index(drop=True)
+    )
 
 
 class SpyForecaster(NaiveForecaster):
     """Records the dates it was trained on and the dates it was asked about."""
 
-    fits: list[pd.Series] = []
-    predictions: list[pd.Series] = []
+    fits: ClassVar[list[pd.Series]] = []
+    predictions: ClassVar[list[pd.Series]] = []
 
     def fit(self, features, target):
         SpyForecaster.fits.append(features.index.to_series())
@@ -76,7 +80,9 @@ def test_too_little_history_is_refused_with_the_numbers(make_bars):
 
 def test_conformal_intervals_reach_their_level_on_a_long_series(make_bars):
     rows = labelled(make_bars(("AAA",), days=2600, seed=11))
-    config = BacktestConfig(test_days=2000, refit_every_days=50, min_train_days=250, calibration_days=100, level=0.9)
+    config = BacktestConfig(
+        test_days=2000, refit_every_days=50, min_train_days=250, calibration_days=100, level=0.9
+    )
     result = walk_forward(rows, default_spec("ridge"), config)
     assert abs(result.metrics["coverage"] - 0.9) <= 0.03
 

@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stockcast.ingest.bars import InvalidBatchError, conform_bars, find_violations, stale_mask, validate_bars
+from stockcast.ingest.bars import (
+    InvalidBatchError,
+    conform_bars,
+    find_violations,
+    stale_mask,
+    validate_bars,
+)
 
 TODAY = date(2030, 1, 1)
 
@@ -52,8 +58,14 @@ def test_conform_normalises_yahoo_style_columns_and_timezones():
         {
             "Ticker": ["aapl"],
             "Date": [pd.Timestamp("2024-01-02 00:00", tz="America/New_York")],
-            "Open": [1.0], "High": [2.0], "Low": [0.5], "Close": [1.5],
-            "Adj Close": [1.4], "Volume": [10], "Dividends": [0.0], "Stock Splits": [0.0],
+            "Open": [1.0],
+            "High": [2.0],
+            "Low": [0.5],
+            "Close": [1.5],
+            "Adj Close": [1.4],
+            "Volume": [10],
+            "Dividends": [0.0],
+            "Stock Splits": [0.0],
         }
     )
     bars = conform_bars(frame, "yahoo")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
-from stockcast.calendars import calendar_name_for, is_session_closed, next_session, session_on_or_after
+from stockcast.calendars import (
+    calendar_name_for,
+    is_session_closed,
+    next_session,
+    session_on_or_after,
+)
 
 
 def test_next_session_skips_weekends_and_holidays():
@@ -27,7 +32,7 @@ def test_holiday_maps_to_the_next_session():
 
 
 def test_a_bar_is_final_only_after_the_close():
-    before_close = datetime(2024, 3, 5, 18, 0, tzinfo=timezone.utc)  # 13:00 New York
-    after_close = datetime(2024, 3, 5, 21, 30, tzinfo=timezone.utc)
+    before_close = datetime(2024, 3, 5, 18, 0, tzinfo=UTC)  # 13:00 New York
+    after_close = datetime(2024, 3, 5, 21, 30, tzinfo=UTC)
     assert not is_session_closed("AAPL", date(2024, 3, 5), before_close)
     assert is_session_closed("AAPL", date(2024, 3, 5), after_close)

@@ -33,7 +33,9 @@ def test_changing_bars_after_t_leaves_every_feature_at_t_unchanged(make_bars, cu
     pd.testing.assert_frame_equal(before.loc[past, FEATURE_COLUMNS], after.loc[past, FEATURE_COLUMNS])
     # The tampering did reach the future rows, so the comparison above had teeth.
     assert not np.allclose(
-        before.loc[~past, "log_ret_1"].to_numpy(), after.loc[~past, "log_ret_1"].to_numpy(), equal_nan=True
+        before.loc[~past, "log_ret_1"].to_numpy(),
+        after.loc[~past, "log_ret_1"].to_numpy(),
+        equal_nan=True,
     )
 
 

@@ -46,7 +46,13 @@ def _rolling_within(values: pd.Series, position: np.ndarray, window: int, how: s
     return rolled.where(position >= window - 1)
 
 
-def _ewm_within(values: pd.Series, keys: pd.Series, span: float | None = None, alpha: float | None = None, min_periods: int = 0) -> pd.Series:
+def _ewm_within(
+    values: pd.Series,
+    keys: pd.Series,
+    span: float | None = None,
+    alpha: float | None = None,
+    min_periods: int = 0,
+) -> pd.Series:
     grouped = values.groupby(keys, sort=False)
     smoothed = grouped.ewm(span=span, alpha=alpha, adjust=False, min_periods=min_periods).mean()
     return smoothed.reset_index(level=0, drop=True).sort_index()

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pandas as pd
 
 from stockcast.context import Context
-from stockcast.features.build import FEATURE_COLUMNS, TARGET_COLUMN, add_target, build_features, complete_rows
+from stockcast.features.build import (
+    FEATURE_COLUMNS,
+    TARGET_COLUMN,
+    add_target,
+    build_features,
+    complete_rows,
+)
 
 OFFLINE_TABLE_KEY = "features/daily_features.parquet"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
@@ -31,7 +31,9 @@ class Forecast:
     model_version: str
     model_kind: str
 
-    def record(self, request_id: str, origin: str, features: dict[str, float] | None = None) -> dict[str, Any]:
+    def record(
+        self, request_id: str, origin: str, features: dict[str, float] | None = None
+    ) -> dict[str, Any]:
         """The row the forecast log keeps."""
         return {
             "request_id": request_id,
@@ -47,18 +49,18 @@ class Forecast:
             "model_kind": self.model_kind,
             "origin": origin,
             "features": features,
-            "created_at": datetime.now(timezone.utc),
+            "created_at": datetime.now(UTC),
         }
 
 
 def batch_request_id(forecast: Forecast) -> str:
     """Deterministic, so the daily job logs each (ticker, day, model version) once."""
-    return f"batch:{forecast.ticker}:{forecast.as_of.isoformat()}:{forecast.model_name}:{forecast.model_version}"
+    return (
+        f"batch:{forecast.ticker}:{forecast.as_of.isoformat()}:{forecast.model_name}:{forecast.model_version}"
+    )
 
 
-def make_forecast(
-    ticker: str, row: pd.Series, model: Any, model_name: str, model_version: str
-) -> Forecast:
+def make_forecast(ticker: str, row: pd.Series, model: Any, model_name: str, model_version: str) -> Forecast:
     """Apply a packaged model (``ForecastModel``) to one complete feature row."""
     frame = pd.DataFrame([row[INPUT_COLUMNS].astype(float).to_numpy()], columns=INPUT_COLUMNS)
     answer = forecast_frame(model.forecaster, model.half_width, frame).iloc[0]

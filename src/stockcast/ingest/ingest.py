@@ -79,7 +79,9 @@ def _keep_raw(context: Context, fetched: Fetched, day: date) -> str | None:
     fetched.bars.to_parquet(buffer, index=False)
     payload = buffer.getvalue()
     digest = hashlib.sha256(payload).hexdigest()[:16]
-    key = f"raw/prices/{day.isoformat()}/{fetched.source.replace(':', '_').replace('/', '_')}-{digest}.parquet"
+    key = (
+        f"raw/prices/{day.isoformat()}/{fetched.source.replace(':', '_').replace('/', '_')}-{digest}.parquet"
+    )
     if not context.artifacts.exists(key):
         context.artifacts.write_bytes(key, payload)
     return context.artifacts.url(key)
@@ -90,7 +92,9 @@ def ingest(context: Context, tickers: list[str]) -> IngestReport:
     start, end = fetch_window(context, tickers)
     fetched = context.source.fetch(tickers, start, end)
     report = IngestReport(failures=dict(fetched.failures), source=fetched.source, note=fetched.note)
-    resplit = _new_splits(context, fetched.bars) if start > date.fromisoformat(context.settings.start_date) else []
+    resplit = (
+        _new_splits(context, fetched.bars) if start > date.fromisoformat(context.settings.start_date) else []
+    )
     if resplit:
         log.info("new split for %s: fetching full history again", ", ".join(resplit))
         again = context.source.fetch(resplit, date.fromisoformat(context.settings.start_date), end)

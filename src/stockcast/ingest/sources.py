@@ -73,17 +73,15 @@ def split_adjust_from_raw(raw: pd.DataFrame) -> pd.DataFrame:
     multiplied by it, as Yahoo publishes its ``Close``.
     """
     frames = []
-    for _ticker, bars in raw.sort_values(["ticker", "date"]).groupby("ticker", sort=False):
-        bars = bars.copy()
+    for _ticker, group in raw.sort_values(["ticker", "date"]).groupby("ticker", sort=False):
+        bars = group.copy()
         factor = bars["close"] / bars["adj_close"]
         step = (factor.shift(1) / factor).fillna(1.0)
         is_split = step >= _SPLIT_FACTOR_FLOOR
         bars["split_ratio"] = np.where(is_split, step.round(2), 1.0)
         dividend_step = (~is_split) & (step > 1 + _EVENT_TOLERANCE)
         previous_close = bars["close"].shift(1)
-        bars["dividends"] = np.where(
-            dividend_step, (previous_close * (1 - 1 / step)).round(4), 0.0
-        )
+        bars["dividends"] = np.where(dividend_step, (previous_close * (1 - 1 / step)).round(4), 0.0)
         # Cumulative ratio of all splits strictly after each day.
         later_splits = bars["split_ratio"][::-1].cumprod()[::-1].shift(-1).fillna(1.0)
         for column in ("open", "high", "low", "close"):
@@ -173,7 +171,9 @@ class AutoSource:
         return fetched
 
 
-def make_source(spec: str, *, timeout_seconds: float = 20.0, retries: int = 2, cache_dir: str | None = None) -> PriceSource:
+def make_source(
+    spec: str, *, timeout_seconds: float = 20.0, retries: int = 2, cache_dir: str | None = None
+) -> PriceSource:
     """Build the source a setting names: ``auto``, ``yahoo``, ``sample`` or ``file:<where>``."""
     if spec == "sample":
         return SampleSource()

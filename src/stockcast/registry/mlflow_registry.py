@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import tempfile
 from dataclasses import dataclass
@@ -106,7 +107,9 @@ class Registry:
         ) as parent:
             for key, result in results.items():
                 with mlflow.start_run(
-                    experiment_id=experiment_id, run_name=key, nested=True,
+                    experiment_id=experiment_id,
+                    run_name=key,
+                    nested=True,
                     tags={"ticker": ticker, "spec": key, "candidate": result.spec.kind},
                 ):
                     mlflow.log_params({"kind": result.spec.kind, **result.spec.params})
@@ -121,7 +124,9 @@ class Registry:
                 mlflow.log_artifact(str(plot))
             from mlflow.models import infer_signature
 
-            model = ForecastModel(forecaster, chosen.spec.key(), chosen.spec.kind, chosen.residual_quantile, level)
+            model = ForecastModel(
+                forecaster, chosen.spec.key(), chosen.spec.kind, chosen.residual_quantile, level
+            )
             output_example = pd.DataFrame({column: [1.0] for column in OUTPUT_COLUMNS})
             info = mlflow.pyfunc.log_model(
                 name="model",
@@ -181,7 +186,7 @@ class Registry:
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float]:
-    return {key: value for key, value in metrics.items() if value == value and abs(value) != float("inf")}
+    return {key: value for key, value in metrics.items() if math.isfinite(value)}
 
 
 def _requirements() -> list[str]:

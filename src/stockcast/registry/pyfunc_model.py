@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from stockcast.features.build import FEATURE_COLUMNS
 
@@ -18,7 +18,7 @@ INPUT_COLUMNS = [*FEATURE_COLUMNS, "close"]
 OUTPUT_COLUMNS = ["predicted_close", "lower", "upper"]
 
 
-class ForecastModel(mlflow.pyfunc.PythonModel):
+class ForecastModel(PythonModel):
     def __init__(self, forecaster: Any, spec_key: str, kind: str, half_width: float, level: float):
         self.forecaster = forecaster
         self.spec_key = spec_key
@@ -26,7 +26,9 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
         self.half_width = half_width
         self.level = level
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         return forecast_frame(self.forecaster, self.half_width, model_input)
 
 

@@ -62,7 +62,7 @@ class ServingState:
 
 
 def serving_state(request: Request) -> ServingState:
-    return request.app.state.serving  # type: ignore[no-any-return]
+    return request.app.state.serving
 
 
 State = Annotated[ServingState, Depends(serving_state)]
@@ -75,7 +75,9 @@ def load_champions(state: ServingState, tickers: list[str]) -> None:
         if champion is None:
             state.problems.append(f"{ticker}: no champion in the registry")
             continue
-        state.champions[ticker] = LoadedChampion(champion.name, champion.version, registry.load(ticker, champion.version))
+        state.champions[ticker] = LoadedChampion(
+            champion.name, champion.version, registry.load(ticker, champion.version)
+        )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -87,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = ServingState(context)
         try:
             context.store.ping()
-        except Exception as error:  # noqa: BLE001 - reported by /health, not fatal at start
+        except Exception as error:
             state.problems.append(f"store: {error}")
         else:
             load_champions(state, context.settings.tickers)
@@ -108,7 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         problems = list(state.problems)
         try:
             state.context.store.ping()
-        except Exception as error:  # noqa: BLE001 - the reason is the answer
+        except Exception as error:
             problems.append(f"store: {error}")
         champions = {ticker: loaded.version for ticker, loaded in state.champions.items()}
         healthy = bool(champions) and not any(problem.startswith("store") for problem in problems)
@@ -141,7 +143,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             target_date=forecast.target_date,
             predicted_close=forecast.predicted_close,
             interval=Interval(lower=forecast.lower, upper=forecast.upper, level=forecast.level),
-            model=ModelRef(name=forecast.model_name, version=forecast.model_version, kind=forecast.model_kind),
+            model=ModelRef(
+                name=forecast.model_name, version=forecast.model_version, kind=forecast.model_kind
+            ),
             request_id=request_id,
         )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +50,15 @@ def _make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def _upsert(engine_dialect: str, table: Any, rows: list[dict[str, Any]], keys: Sequence[str], update: bool) -> Any:
-    if engine_dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif engine_dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
+def _upsert(
+    engine_dialect: str, table: Any, rows: list[dict[str, Any]], keys: Sequence[str], update: bool
+) -> Any:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    inserts = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+    if engine_dialect not in inserts:
         raise StoreUnavailableError(f"unsupported database dialect {engine_dialect!r}")
-    statement = insert(table)
+    statement: Any = inserts[engine_dialect](table)
     if update:
         changing = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
         return statement.on_conflict_do_update(index_elements=list(keys), set_=changing)
@@ -102,7 +103,7 @@ class Store:
         """Insert or update bars by (ticker, date) in one transaction; returns rows written."""
         if bars.empty:
             return 0
-        stamp = ingested_at or datetime.now(timezone.utc)
+        stamp = ingested_at or datetime.now(UTC)
         frame = bars[BAR_COLUMNS].copy()
         frame["date"] = pd.to_datetime(frame["date"]).dt.date
         frame["ingested_at"] = stamp
@@ -158,7 +159,7 @@ class Store:
             row = {key: record.get(key) for key in FORECAST_COLUMNS if key != "id"}
             if isinstance(row["features"], dict):
                 row["features"] = json.dumps(row["features"], sort_keys=True)
-            row["created_at"] = row["created_at"] or datetime.now(timezone.utc)
+            row["created_at"] = row["created_at"] or datetime.now(UTC)
             rows.append(row)
         before = self.count_forecasts()
         statement = _upsert(self.engine.dialect.name, forecasts, rows, ["request_id"], update=False)

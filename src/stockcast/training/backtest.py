@@ -74,7 +74,9 @@ def fit_on_history(spec: ModelSpec, rows: pd.DataFrame, window: int | None, seed
     return make_forecaster(spec, seed).fit(train[FEATURE_COLUMNS], train[TARGET_COLUMN])
 
 
-def walk_forward(rows: pd.DataFrame, spec: ModelSpec, config: BacktestConfig, seed: int = 0) -> BacktestResult:
+def walk_forward(
+    rows: pd.DataFrame, spec: ModelSpec, config: BacktestConfig, seed: int = 0
+) -> BacktestResult:
     """Backtest one candidate on the labelled, complete rows of one ticker (sorted by date)."""
     rows = rows.reset_index(drop=True)
     count = len(rows)

@@ -75,7 +75,12 @@ class SklearnForecaster:
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "naive": {},
     "ridge": {"alpha": 10.0},
-    "random_forest": {"n_estimators": 100, "max_depth": 5, "min_samples_leaf": 20, "max_features": 0.5},
+    "random_forest": {
+        "n_estimators": 100,
+        "max_depth": 5,
+        "min_samples_leaf": 20,
+        "max_features": 0.5,
+    },
 }
 
 

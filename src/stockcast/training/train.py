@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 
 from stockcast.context import Context
-from stockcast.features.build import FEATURE_COLUMNS
+from stockcast.features.build import FEATURE_COLUMNS, TARGET_COLUMN
 from stockcast.features.offline import training_rows
 from stockcast.registry.mlflow_registry import CHALLENGER, CHAMPION, RegisteredVersion
 from stockcast.registry.promotion import Contender, Decision, should_promote
@@ -27,7 +28,15 @@ from stockcast.training.models import ModelSpec, default_spec
 log = logging.getLogger(__name__)
 # Below this many labelled days not even the naive forecast's interval can be calibrated.
 MIN_NAIVE_DAYS = 40
-SCORE_TAGS = ("rmse", "naive_rmse", "skill_vs_naive", "coverage", "directional_accuracy", "mae", "mape_pct")
+SCORE_TAGS = (
+    "rmse",
+    "naive_rmse",
+    "skill_vs_naive",
+    "coverage",
+    "directional_accuracy",
+    "mae",
+    "mape_pct",
+)
 
 
 @dataclass
@@ -41,12 +50,19 @@ class TrainingReport:
     candidates: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
+def feature_hash(rows: pd.DataFrame) -> str:
+    """A fingerprint of the exact feature matrix and labels a model was trained on."""
+    hashed = pd.util.hash_pandas_object(rows[["date", *FEATURE_COLUMNS, TARGET_COLUMN]], index=False)
+    return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()[:16]
+
+
 def backtest_config(context: Context) -> BacktestConfig:
     settings = context.settings
     return BacktestConfig(
         test_days=settings.backtest_days,
         refit_every_days=settings.refit_every_days,
         min_train_days=settings.min_train_days,
+        train_window_days=settings.train_window_days,
         level=settings.interval_level,
     )
 
@@ -70,8 +86,12 @@ def needs_training(context: Context, rows: pd.DataFrame, champion: RegisteredVer
 def _short_history_config(rows: pd.DataFrame, config: BacktestConfig) -> BacktestConfig:
     calibration = max(len(rows) // 3, 20)
     return BacktestConfig(
-        test_days=len(rows) - calibration, refit_every_days=len(rows), min_train_days=0,
-        train_window_days=None, calibration_days=calibration, level=config.level,
+        test_days=len(rows) - calibration,
+        refit_every_days=len(rows),
+        min_train_days=0,
+        train_window_days=None,
+        calibration_days=calibration,
+        level=config.level,
     )
 
 
@@ -84,13 +104,17 @@ def run_backtests(
         return backtest_candidates(rows, specs, config, seed)
     except NotEnoughHistoryError as error:
         if len(rows) < MIN_NAIVE_DAYS:
-            raise NotEnoughHistoryError(f"{len(rows)} labelled days; at least {MIN_NAIVE_DAYS} needed") from error
+            raise NotEnoughHistoryError(
+                f"{len(rows)} labelled days; at least {MIN_NAIVE_DAYS} needed"
+            ) from error
         log.warning("%s; only the naive forecast is evaluated", error)
         naive = default_spec("naive")
         return backtest_candidates(rows, [naive], _short_history_config(rows, config), seed)
 
 
-def version_tags(result: BacktestResult, rows: pd.DataFrame, lineage: dict[str, str], level: float) -> dict[str, str]:
+def version_tags(
+    result: BacktestResult, rows: pd.DataFrame, lineage: dict[str, str], level: float
+) -> dict[str, str]:
     tags = {
         "spec": json.dumps({"kind": result.spec.kind, "params": result.spec.params}, sort_keys=True),
         "spec_key": result.spec.key(),
@@ -99,14 +123,16 @@ def version_tags(result: BacktestResult, rows: pd.DataFrame, lineage: dict[str, 
         "level": repr(level),
         "window_start": result.forecasts["date"].iloc[0].date().isoformat(),
         "window_end": result.forecasts["date"].iloc[-1].date().isoformat(),
-        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **lineage,
     }
     tags |= {key: repr(float(result.metrics[key])) for key in SCORE_TAGS}
     return tags
 
 
-def train_ticker(context: Context, ticker: str, features: pd.DataFrame, force: bool = False) -> TrainingReport | None:
+def train_ticker(
+    context: Context, ticker: str, features: pd.DataFrame, force: bool = False
+) -> TrainingReport | None:
     """Train one ticker when it needs it (or when forced); None when it was current."""
     settings = context.settings
     registry = context.registry
@@ -125,22 +151,30 @@ def train_ticker(context: Context, ticker: str, features: pd.DataFrame, force: b
     if champion is not None and champion.spec.key() in results:
         champion_score = Contender(champion.spec.key(), results[champion.spec.key()].metrics["rmse"])
     decision = should_promote(
-        Contender(chosen.spec.key(), chosen.metrics["rmse"]), champion_score, naive_rmse, settings.promotion_margin
+        Contender(chosen.spec.key(), chosen.metrics["rmse"]),
+        champion_score,
+        naive_rmse,
+        settings.promotion_margin,
     )
 
     lineage = {
         "data_start": rows["date"].iloc[0].date().isoformat(),
         "data_end": rows["date"].iloc[-1].date().isoformat(),
-        "feature_hash": f"{int(pd.util.hash_pandas_object(rows[FEATURE_COLUMNS], index=False).sum()) & (2**64 - 1):016x}",
+        "feature_hash": feature_hash(rows),
         "rows": str(len(rows)),
     }
-    forecaster = fit_on_history(chosen.spec, rows, backtest_config(context).train_window_days, settings.random_seed)
+    forecaster = fit_on_history(
+        chosen.spec, rows, backtest_config(context).train_window_days, settings.random_seed
+    )
     example = rows[[*FEATURE_COLUMNS, "close"]].tail(1).reset_index(drop=True)
     run_id, model_uri = registry.log_training(
         ticker, results, chosen, forecaster, lineage, example, settings.interval_level
     )
     tags = version_tags(chosen, rows, lineage, settings.interval_level)
-    tags |= {"decision": "promoted" if decision.promote else "kept", "decision_reason": decision.reason}
+    tags |= {
+        "decision": "promoted" if decision.promote else "kept",
+        "decision_reason": decision.reason,
+    }
     registered = registry.register(ticker, model_uri, run_id, tags)
     registry.set_alias(ticker, CHAMPION if decision.promote else CHALLENGER, registered.version)
     return TrainingReport(
