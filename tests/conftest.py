@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+os.environ.setdefault("YF_DISABLE_CURL_CFFI", "1")  # lets yfinance take a plain requests.Session
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
