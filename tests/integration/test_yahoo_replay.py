@@ -56,7 +56,7 @@ def test_rate_limit_is_retried_with_backoff_then_reported(tmp_path):
     session, adapter = replay_session(
         chart_responder({}, status_for_others=429, body_for_others=b"Too Many Requests")
     )
-    with pytest.raises(SourceUnavailableError, match="(?i)rate|too many"):
+    with pytest.raises(SourceUnavailableError, match=r"(?i)rate|too many"):
         yahoo(session, tmp_path, retries=2).fetch(["AAPL"], date(2024, 1, 1), date(2024, 2, 1))
     chart_calls = [url for url in adapter.urls if "/finance/chart/AAPL" in url]
     assert len(chart_calls) >= 3  # the first try and two retries

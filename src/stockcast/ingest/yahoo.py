@@ -83,7 +83,7 @@ def call_with_deadline(action: Callable[[], T], seconds: float) -> T:
     except queue.Empty:
         raise DeadlineExceededError(f"no answer from Yahoo within {seconds:.0f} s") from None
     if succeeded:
-        return value  # type: ignore[no-any-return]
+        return value
     raise value
 
 
