@@ -239,9 +239,10 @@ class YahooSource:
             if not pending or attempt == self.retries:
                 break
             wait = self.backoff_seconds * 2**attempt
-            log.warning("retrying %s in %.0f s: %s", ", ".join(pending), wait, failures_now[pending[0]])
+            log.info("Yahoo: retrying %s in %.0f s: %s", ", ".join(pending), wait, failures_now[pending[0]])
             time.sleep(wait)
         bars = pd.concat([frame for frame in frames if not frame.empty] or [empty_bars()], ignore_index=True)
         if bars.empty and failures and all(_is_retryable(reason) for reason in failures.values()):
-            raise SourceUnavailableError(next(iter(failures.values())))
+            first_reason = next(iter(failures.values())).split("; ")[0]
+            raise SourceUnavailableError(first_reason)
         return Fetched(conform_bars(bars, self.name), failures)
