@@ -29,6 +29,19 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
+    # mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI into the process environment.
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+def clean_environment(**overrides: str) -> dict[str, str]:
+    """The environment for a stockcast subprocess: nothing of stockcast's or MLflow's from
+    this process, plus ``overrides``."""
+    keep = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("STOCKCAST_") and name != "MLFLOW_TRACKING_URI"
+    }
+    return {**keep, **overrides}
 
 
 @pytest.fixture(scope="session")

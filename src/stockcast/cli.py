@@ -17,6 +17,7 @@ from stockcast.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from stockcast.context import Context
+    from stockcast.features.offline import FeatureRefresh
     from stockcast.pipeline import CycleReport
 
 app = typer.Typer(
@@ -52,12 +53,15 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from stockcast.ingest.sources import SourceUnavailableError
     from stockcast.store.database import StoreUnavailableError
 
+    # LookupError: a stage found nothing to work on (no prices, no features); its message
+    # says which command to run first.
     return (
         CommandError,
         SettingsError,
         StoreUnavailableError,
         SourceUnavailableError,
         InvalidBatchError,
+        LookupError,
     )
 
 
@@ -143,6 +147,8 @@ def run(tickers: TickersOption = None, source: SourceOption = None) -> None:
         with _progress(2 + 2 * len(names)) as step:
             report = run_cycle(context, names, step=step)
     _print_source_note(report.ingest.note if report.ingest else None)
+    if report.features:
+        _print_refresh(context, report.features)
     _print_cycle(context, report)
     _print_failures(report.failures)
     if not report.forecasts:
@@ -214,17 +220,27 @@ def ingest_command(tickers: TickersOption = None, source: SourceOption = None) -
 
 
 @app.command("features")
-def features_command(tickers: TickersOption = None) -> None:
-    """Build the feature table from stored prices and write it to the artifact store."""
-    from stockcast.pipeline import build_and_store_features
+def features_command() -> None:
+    """Rebuild the offline feature table, apply the Feast repository and materialize the new
+    days into the online store."""
+    from stockcast.features.offline import refresh_feature_store
 
-    context = _guarded(lambda: _context(tickers))
-    features, url = _guarded(lambda: build_and_store_features(context, context.settings.tickers))
-    if features.empty:
-        errors.print("[red]error:[/red] no stored prices for these tickers; run `stockcast ingest` first")
-        raise typer.Exit(1)
+    context = _guarded(_context)
+    refreshed = _guarded(lambda: refresh_feature_store(context))
+    _print_refresh(context, refreshed)
+
+
+def _print_refresh(context: Context, refreshed: FeatureRefresh) -> None:
+    materialized = refreshed.materialized
+    if materialized.rows == 0:
+        what = "online store already current"
+    else:
+        kind = "first load" if materialized.first_load else "incremental"
+        what = f"materialized {materialized.rows} row(s) up to {materialized.end:%Y-%m-%d %H:%M} UTC ({kind})"
     console.print(
-        f"{len(features)} feature rows for {features['ticker'].nunique()} ticker(s) written to {url}"
+        f"features: {refreshed.rows} rows for {refreshed.tickers} ticker(s) at {refreshed.table_url}; {what}; "
+        f"feature repository {context.feature_store.repo_dir}",
+        highlight=False,
     )
 
 
@@ -234,14 +250,12 @@ def train_command(
     force: Annotated[bool, typer.Option(help="Train even when the champion is current.")] = True,
 ) -> None:
     """Backtest every candidate, register the best and apply the promotion gate."""
-    from stockcast.features.offline import feature_table
     from stockcast.pipeline import train_many
 
     context = _guarded(lambda: _context(tickers))
     names = context.settings.tickers
     with _reported_failures(), _progress(len(names)) as step:
-        features = feature_table(context, names)
-        reports, failures = train_many(context, names, features, force=force, step=step)
+        reports, failures = train_many(context, names, force=force, step=step)
     for report in reports:
         verdict = "promoted to champion" if report.decision.promote else "kept as challenger"
         console.print(
@@ -255,16 +269,13 @@ def train_command(
 
 @app.command("predict")
 def predict_command(tickers: TickersOption = None) -> None:
-    """Forecast the next session's close per ticker with its champion and log it."""
-    from stockcast.features.offline import feature_table
-    from stockcast.pipeline import forecast_many
+    """Forecast the next session's close per ticker from its online features and log it."""
+    from stockcast.pipeline import CycleReport, forecast_many
 
     context = _guarded(lambda: _context(tickers))
     names = context.settings.tickers
     with _reported_failures():
-        features = feature_table(context, names)
-        forecasts, failures, logged = forecast_many(context, names, features)
-    from stockcast.pipeline import CycleReport
+        forecasts, failures, logged = forecast_many(context, names)
 
     _print_cycle(context, CycleReport(forecasts=forecasts, forecasts_logged=logged))
     _print_failures(failures)

@@ -10,6 +10,7 @@ from stockcast.settings import Settings
 
 if TYPE_CHECKING:
     from stockcast.artifacts import ArtifactStore
+    from stockcast.features.feature_store import FeatureStoreAdapter
     from stockcast.ingest.sources import PriceSource
     from stockcast.registry.mlflow_registry import Registry
     from stockcast.store.database import Store
@@ -46,6 +47,13 @@ class Context:
         from stockcast.registry.mlflow_registry import Registry
 
         return Registry(self.settings.resolved_tracking_uri, self.settings.mlflow_artifact_location)
+
+    @cached_property
+    def feature_store(self) -> FeatureStoreAdapter:
+        from stockcast.features.feature_store import FeatureStoreAdapter
+        from stockcast.features.offline import OFFLINE_TABLE_KEY
+
+        return FeatureStoreAdapter(self.settings, self.artifacts.url(OFFLINE_TABLE_KEY))
 
     @cached_property
     def source(self) -> PriceSource:

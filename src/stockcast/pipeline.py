@@ -7,11 +7,18 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import pandas as pd
-
 from stockcast.context import Context
-from stockcast.features.offline import feature_table, latest_row, write_offline_table
-from stockcast.forecasting.predict import Forecast, batch_request_id, feature_values, make_forecast
+from stockcast.features.feature_store import TTL
+from stockcast.features.offline import FeatureRefresh, historical_training_rows, refresh_feature_store
+from stockcast.forecasting.predict import (
+    Forecast,
+    ForecastUnavailableError,
+    batch_request_id,
+    check_freshness,
+    feature_values,
+    make_forecast,
+    online_row,
+)
 from stockcast.ingest.ingest import IngestReport, ingest
 from stockcast.training.backtest import NotEnoughHistoryError
 from stockcast.training.train import TrainingReport, train_ticker
@@ -27,30 +34,29 @@ def _no_step(_: str) -> None:
 @dataclass
 class CycleReport:
     ingest: IngestReport | None = None
-    features_url: str | None = None
+    features: FeatureRefresh | None = None
     trained: list[TrainingReport] = field(default_factory=list)
     forecasts: list[Forecast] = field(default_factory=list)
     forecasts_logged: int = 0
     failures: dict[str, str] = field(default_factory=dict)
 
 
-def build_and_store_features(context: Context, tickers: list[str]) -> tuple[pd.DataFrame, str]:
-    features = feature_table(context, tickers)
-    return features, write_offline_table(context, features)
-
-
 def train_many(
-    context: Context,
-    tickers: list[str],
-    features: pd.DataFrame,
-    force: bool = False,
-    step: Step = _no_step,
+    context: Context, tickers: list[str], force: bool = False, step: Step = _no_step
 ) -> tuple[list[TrainingReport], dict[str, str]]:
+    """Train each ticker that needs it on point-in-time features from the feature store."""
+    rows_by_ticker = historical_training_rows(context, tickers)
     reports, failures = [], {}
     for ticker in tickers:
         step(f"training {ticker}")
+        rows = rows_by_ticker.get(ticker)
+        if rows is None:
+            failures[ticker] = (
+                "no features in the feature store; run `stockcast ingest` and `stockcast features`"
+            )
+            continue
         try:
-            report = train_ticker(context, ticker, features, force=force)
+            report = train_ticker(context, ticker, rows, force=force)
         except NotEnoughHistoryError as error:
             failures[ticker] = f"cannot train: {error}"
             continue
@@ -60,19 +66,26 @@ def train_many(
 
 
 def forecast_many(
-    context: Context, tickers: list[str], features: pd.DataFrame, step: Step = _no_step
+    context: Context, tickers: list[str], step: Step = _no_step
 ) -> tuple[list[Forecast], dict[str, str], int]:
-    """Forecast each ticker with its champion and log the batch forecasts (once per day)."""
+    """Forecast each ticker from its online features with its champion; log the forecasts
+    (once per ticker, day and model version)."""
     forecasts, failures, records = [], {}, []
-    for ticker in tickers:
-        step(f"forecasting {ticker}")
-        champion = context.registry.champion(ticker)
+    champions = {ticker: context.registry.champion(ticker) for ticker in tickers}
+    for ticker, champion in champions.items():
         if champion is None:
             failures[ticker] = "no champion model; run `stockcast train` first"
-            continue
-        row = latest_row(features, ticker)
-        if row is None:
-            failures[ticker] = "no complete feature row for the newest bar (too little history)"
+    ready = [ticker for ticker in tickers if ticker not in failures]
+    online = context.feature_store.online(ready) if ready else None
+    for ticker in ready:
+        step(f"forecasting {ticker}")
+        champion = champions[ticker]
+        assert champion is not None and online is not None
+        try:
+            row = online_row(online, ticker)
+            check_freshness(ticker, row["date"].date(), context.store.latest_price_date(ticker), TTL)
+        except ForecastUnavailableError as error:
+            failures[ticker] = str(error)
             continue
         model = context.registry.load(ticker, champion.version)
         forecast = make_forecast(ticker, row, model, champion.name, champion.version)
@@ -83,20 +96,18 @@ def forecast_many(
 
 
 def run_cycle(context: Context, tickers: list[str], step: Step = _no_step) -> CycleReport:
-    """Ingest, validate, build features, train where needed, forecast."""
+    """Ingest, validate, refresh the feature store, train where needed, forecast."""
     report = CycleReport()
     step("ingesting prices")
     report.ingest = ingest(context, tickers)
     report.failures |= report.ingest.failures
     ready = [ticker for ticker in tickers if ticker not in report.failures]
-    step("building features")
-    features, report.features_url = build_and_store_features(context, ready)
-    trained, training_failures = train_many(context, ready, features, step=step)
+    step("materializing features")
+    report.features = refresh_feature_store(context)
+    trained, training_failures = train_many(context, ready, step=step)
     report.trained = trained
     report.failures |= training_failures
     ready = [ticker for ticker in ready if ticker not in training_failures]
-    report.forecasts, forecast_failures, report.forecasts_logged = forecast_many(
-        context, ready, features, step
-    )
+    report.forecasts, forecast_failures, report.forecasts_logged = forecast_many(context, ready, step)
     report.failures |= forecast_failures
     return report

@@ -8,7 +8,7 @@ import pytest
 
 from stockcast.context import Context
 from stockcast.features.build import build_features
-from stockcast.features.offline import latest_row
+from stockcast.features.offline import latest_row, training_rows
 from stockcast.forecasting.predict import make_forecast
 from stockcast.settings import load_settings
 from stockcast.training.train import train_ticker
@@ -42,7 +42,7 @@ def context():
 
 def test_signal_model_becomes_champion_and_is_logged_with_lineage(context, make_bars):
     features = build_features(autocorrelated_bars(make_bars, 600, phi=0.5))
-    report = train_ticker(context, "AAA", features, force=True)
+    report = train_ticker(context, "AAA", training_rows(features, "AAA"), force=True)
     assert report.decision.promote and report.spec_key.startswith("ridge")
     champion = context.registry.champion("AAA")
     assert champion.version == report.version and champion.kind == "ridge"
@@ -88,7 +88,7 @@ def regime_flip_bars(make_bars) -> pd.DataFrame:
 def test_a_model_that_loses_to_naive_is_never_promoted(context, make_bars):
     context.settings.train_window_days = None
     features = build_features(regime_flip_bars(make_bars))
-    report = train_ticker(context, "AAA", features, force=True)
+    report = train_ticker(context, "AAA", training_rows(features, "AAA"), force=True)
     scores = report.candidates
     ridge = next(key for key in scores if key.startswith("ridge"))
     assert scores[ridge]["rmse"] > scores["naive()"]["rmse"]
@@ -97,25 +97,25 @@ def test_a_model_that_loses_to_naive_is_never_promoted(context, make_bars):
 
 
 def test_champion_is_replaced_only_by_a_model_better_by_the_margin(context, make_bars):
-    first = train_ticker(
-        context, "AAA", build_features(autocorrelated_bars(make_bars, 600, phi=0.6)), force=True
-    )
+    momentum = build_features(autocorrelated_bars(make_bars, 600, phi=0.6))
+    first = train_ticker(context, "AAA", training_rows(momentum, "AAA"), force=True)
     assert context.registry.champion("AAA").kind == "ridge"
     flipped = build_features(regime_flip_bars(make_bars))
 
     context.settings.promotion_margin = 0.9  # nothing realistic clears a 90% improvement
-    kept = train_ticker(context, "AAA", flipped, force=True)
+    kept = train_ticker(context, "AAA", training_rows(flipped, "AAA"), force=True)
     assert not kept.decision.promote and "margin" in kept.decision.reason
     assert context.registry.champion("AAA").version == first.version
     assert context.registry.by_alias("AAA", "challenger").version == kept.version
 
     context.settings.promotion_margin = 0.0
-    replaced = train_ticker(context, "AAA", flipped, force=True)
+    replaced = train_ticker(context, "AAA", training_rows(flipped, "AAA"), force=True)
     assert replaced.decision.promote and replaced.spec_key == "naive()"
     assert context.registry.champion("AAA").version == replaced.version
 
 
 def test_current_champion_is_not_retrained_without_new_data(context, make_bars):
     features = build_features(make_bars(("AAA",), days=600))
-    assert train_ticker(context, "AAA", features) is not None
-    assert train_ticker(context, "AAA", features) is None
+    rows = training_rows(features, "AAA")
+    assert train_ticker(context, "AAA", rows) is not None
+    assert train_ticker(context, "AAA", rows) is None

@@ -1,19 +1,25 @@
-"""The offline feature table: features of stored bars, kept as parquet in the artifact store."""
+"""Feature stage: build the offline table from stored prices, hand it to the feature store,
+and read back what training (historical) and forecasting (online) need."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pandas as pd
 
 from stockcast.context import Context
-from stockcast.features.build import (
-    FEATURE_COLUMNS,
-    TARGET_COLUMN,
-    add_target,
-    build_features,
-    complete_rows,
-)
+from stockcast.features.build import FEATURE_COLUMNS, TARGET_COLUMN, add_target, build_features, complete_rows
+from stockcast.features.feature_store import TIMESTAMP_FIELD, Materialized, offline_frame
 
 OFFLINE_TABLE_KEY = "features/daily_features.parquet"
+
+
+@dataclass(frozen=True)
+class FeatureRefresh:
+    table_url: str
+    rows: int
+    tickers: int
+    materialized: Materialized
 
 
 def feature_table(context: Context, tickers: list[str] | None = None) -> pd.DataFrame:
@@ -21,8 +27,29 @@ def feature_table(context: Context, tickers: list[str] | None = None) -> pd.Data
     return build_features(context.store.load_prices(tickers=tickers))
 
 
-def write_offline_table(context: Context, features: pd.DataFrame) -> str:
-    return context.artifacts.write_parquet(OFFLINE_TABLE_KEY, features)
+def refresh_feature_store(context: Context) -> FeatureRefresh:
+    """Rebuild the offline table over every stored ticker, apply the feature repository and
+    materialize what is new into the online store."""
+    table = offline_frame(feature_table(context))
+    if table.empty:
+        raise LookupError("no stored prices with enough history for features; run `stockcast ingest` first")
+    url = context.artifacts.write_parquet(OFFLINE_TABLE_KEY, table)
+    context.feature_store.apply()
+    materialized = context.feature_store.materialize(table)
+    return FeatureRefresh(url, len(table), table["ticker"].nunique(), materialized)
+
+
+def historical_training_rows(context: Context, tickers: list[str]) -> dict[str, pd.DataFrame]:
+    """Labelled training rows per ticker, their features retrieved point in time from the
+    feature store for each (ticker, session close) of the offline table."""
+    table = context.artifacts.read_parquet(OFFLINE_TABLE_KEY)
+    entities = table.loc[table["ticker"].isin(tickers), ["ticker", TIMESTAMP_FIELD, "date"]]
+    if entities.empty:
+        return {}
+    retrieved = context.feature_store.historical(entities)
+    labelled = add_target(retrieved.sort_values(["ticker", TIMESTAMP_FIELD], kind="stable"))
+    usable = complete_rows(labelled).dropna(subset=[TARGET_COLUMN])
+    return {str(ticker): rows.reset_index(drop=True) for ticker, rows in usable.groupby("ticker", sort=False)}
 
 
 def training_rows(features: pd.DataFrame, ticker: str) -> pd.DataFrame:

@@ -1,20 +1,24 @@
-"""Forecasting: the champion of a ticker applied to its newest feature row."""
+"""Forecasting: the champion of a ticker applied to its online feature vector."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
-from stockcast.calendars import next_session
+from stockcast.calendars import exchange_today, next_session
 from stockcast.features.build import FEATURE_COLUMNS
 from stockcast.registry.pyfunc_model import INPUT_COLUMNS, forecast_frame
 
 
 class ForecastUnavailableError(LookupError):
     """No forecast can be made for a ticker; the message says why."""
+
+
+class StaleFeaturesError(ForecastUnavailableError):
+    """The features are older than the feature view's TTL allows."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,28 @@ def batch_request_id(forecast: Forecast) -> str:
     return (
         f"batch:{forecast.ticker}:{forecast.as_of.isoformat()}:{forecast.model_name}:{forecast.model_version}"
     )
+
+
+def online_row(online: pd.DataFrame, ticker: str) -> pd.Series:
+    """A ticker's online vector with its as-of date (the exchange-local session of its stamp)."""
+    found = online.loc[online["ticker"] == ticker]
+    if found.empty or pd.isna(found["event_timestamp"].iloc[0]):
+        raise ForecastUnavailableError(f"no online features for {ticker}; run `stockcast features`")
+    row = found.iloc[0].copy()
+    row["date"] = pd.Timestamp(exchange_today(ticker, row["event_timestamp"]))
+    if row[FEATURE_COLUMNS].isna().any():
+        raise ForecastUnavailableError(f"incomplete online features for {ticker}")
+    return row
+
+
+def check_freshness(ticker: str, as_of: date, newest_bar: date | None, ttl: timedelta) -> None:
+    """Refuse features that lag the newest stored bar by more than the TTL: the forecast would
+    answer for a day long gone while the data to do better is already in."""
+    if newest_bar is not None and newest_bar - as_of > ttl:
+        raise StaleFeaturesError(
+            f"online features of {ticker} are as of {as_of}, more than {ttl.days} days behind its "
+            f"newest bar ({newest_bar}); run `stockcast features` to materialize them"
+        )
 
 
 def make_forecast(ticker: str, row: pd.Series, model: Any, model_name: str, model_version: str) -> Forecast:

@@ -145,6 +145,11 @@ class Store:
         with self.engine.connect() as connection:
             return {row[0]: (row[1], row[2], row[3]) for row in connection.execute(query)}
 
+    def latest_price_date(self, ticker: str) -> date | None:
+        query = select(func.max(prices.c.date)).where(prices.c.ticker == ticker)
+        with self.engine.connect() as connection:
+            return connection.execute(query).scalar_one_or_none()
+
     def count_prices(self) -> int:
         with self.engine.connect() as connection:
             return int(connection.execute(select(func.count()).select_from(prices)).scalar_one())

@@ -12,7 +12,7 @@ import pandas as pd
 
 from stockcast.context import Context
 from stockcast.features.build import FEATURE_COLUMNS, TARGET_COLUMN
-from stockcast.features.offline import training_rows
+from stockcast.features.feature_store import FEATURE_SERVICE
 from stockcast.registry.mlflow_registry import CHALLENGER, CHAMPION, RegisteredVersion
 from stockcast.registry.promotion import Contender, Decision, should_promote
 from stockcast.training.backtest import (
@@ -131,12 +131,12 @@ def version_tags(
 
 
 def train_ticker(
-    context: Context, ticker: str, features: pd.DataFrame, force: bool = False
+    context: Context, ticker: str, rows: pd.DataFrame, force: bool = False
 ) -> TrainingReport | None:
-    """Train one ticker when it needs it (or when forced); None when it was current."""
+    """Train one ticker on its labelled rows when it needs it (or when forced); None when its
+    champion was current."""
     settings = context.settings
     registry = context.registry
-    rows = training_rows(features, ticker)
     champion = registry.champion(ticker)
     if not force and needs_training(context, rows, champion) is None:
         return None
@@ -162,6 +162,7 @@ def train_ticker(
         "data_end": rows["date"].iloc[-1].date().isoformat(),
         "feature_hash": feature_hash(rows),
         "rows": str(len(rows)),
+        "feature_service": FEATURE_SERVICE,
     }
     forecaster = fit_on_history(
         chosen.spec, rows, backtest_config(context).train_window_days, settings.random_seed
