@@ -33,7 +33,7 @@ run: install ## Run one daily cycle on the embedded defaults and print the forec
 
 test: install-dev ## Run the whole test suite
 	bash scripts/test-services.sh
-	$(BIN)/python -m pytest -p no:cacheprovider --cov --cov-report=term --cov-fail-under=75 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider --cov --cov-report=term --cov-fail-under=85 $(PYTEST_ARGS)
 
 lint: install-dev ## Lint, check formatting and type-check
 	$(BIN)/ruff check src tests benchmarks
@@ -49,6 +49,7 @@ serve: install ## Start the API on 127.0.0.1:8000
 
 bench: install-dev ## Run the benchmarks and print their figures
 	$(BIN)/python benchmarks/bench_features.py
+	$(BIN)/python benchmarks/bench_online.py
 
 lock: ## Re-resolve the pinned requirements (needs uv)
 	$(UV) pip compile pyproject.toml --python-version 3.11 --no-header --no-annotate -o requirements.lock

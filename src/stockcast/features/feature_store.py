@@ -215,10 +215,12 @@ class FeatureStoreAdapter:
         job = self.store.get_historical_features(entity_df=entities, features=self._service())
         frame = job.to_df()
         frame[TIMESTAMP_FIELD] = pd.to_datetime(frame[TIMESTAMP_FIELD], utc=True)
-        if "date" in frame.columns and isinstance(frame["date"].dtype, pd.DatetimeTZDtype):
-            # DuckDB hands naive timestamps back as UTC; the session date is the naive value.
-            frame["date"] = frame["date"].dt.tz_localize(None)
-        frame["date"] = pd.to_datetime(frame["date"]).astype("datetime64[ns]")
+        if "date" in frame.columns:
+            dates = pd.to_datetime(frame["date"])
+            if isinstance(dates.dtype, pd.DatetimeTZDtype):
+                # DuckDB hands naive timestamps back as UTC; the session date is the naive value.
+                dates = dates.dt.tz_localize(None)
+            frame["date"] = dates.astype("datetime64[ns]")
         return frame.sort_values([ENTITY, TIMESTAMP_FIELD], kind="stable").reset_index(drop=True)
 
     def online(self, tickers: list[str]) -> pd.DataFrame:

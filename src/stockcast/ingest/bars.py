@@ -121,6 +121,7 @@ def validate_bars(bars: pd.DataFrame, today: date) -> pd.DataFrame:
 
 
 def stale_mask(bars: pd.DataFrame) -> pd.Series:
-    """Placeholder bars: no volume traded and a flat price, as vendors forward-fill them."""
+    """Placeholder bars: zero volume traded and a flat price, as vendors forward-fill them.
+    An unknown volume (NaN) is not evidence of a placeholder."""
     flat = (bars["open"] == bars["close"]) & (bars["high"] == bars["low"])
-    return (bars["volume"].fillna(0) == 0) & flat
+    return (bars["volume"] == 0) & flat

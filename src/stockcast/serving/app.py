@@ -87,7 +87,7 @@ class ServingState:
 
 
 def serving_state(request: Request) -> ServingState:
-    return request.app.state.serving  # type: ignore[no-any-return]
+    return request.app.state.serving
 
 
 State = Annotated[ServingState, Depends(serving_state)]
