@@ -59,6 +59,16 @@ class Settings(BaseSettings):
     retrain_after_days: int = Field(default=20, ge=1)
     yahoo_timeout_seconds: float = Field(default=20.0, gt=0)
     yahoo_retries: int = Field(default=2, ge=0)
+    # Feast online store: sqlite (under data_dir), redis://[:password@]host:port[/db] or
+    # postgresql://user:password@host:port/database.
+    feast_online_store: str = "sqlite"
+    # S3-compatible endpoint for s3:// artifact roots (MinIO, moto); AWS itself when unset.
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "STOCKCAST_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL"
+        ),
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     random_seed: int = 42
@@ -105,6 +115,13 @@ class Settings(BaseSettings):
         if source.startswith("file:") and len(source) > len("file:"):
             return source
         raise ValueError("must be auto, yahoo, sample or file:<path or URL>")
+
+    @field_validator("feast_online_store")
+    @classmethod
+    def _check_online_store(cls, value: str) -> str:
+        if value == "sqlite" or value.startswith(("redis://", "postgresql://", "postgres://")):
+            return value
+        raise ValueError("must be sqlite, redis://host:port[/db] or postgresql://user:password@host:port/db")
 
     @field_validator("start_date", "end_date")
     @classmethod
