@@ -67,7 +67,7 @@ def definitions(offline_path: str, s3_endpoint: str | None = None) -> list[Any]:
 
 # The generated feature_store.yaml names this variable instead of writing a password into a
 # file; Feast expands it when the feast command line reads the file.
-ONLINE_PASSWORD_VARIABLE = "STOCKCAST_FEAST_ONLINE_PASSWORD"
+ONLINE_PASSWORD_VARIABLE = "STOCKCAST_FEAST_ONLINE_PASSWORD"  # noqa: S105 - a variable name, not a secret
 
 
 def _online_store_config(spec: str, feast_dir: Path, password: str | None) -> dict[str, Any]:
