@@ -34,6 +34,8 @@ def reference_features(bars: pd.DataFrame) -> pd.DataFrame:
             out[f"log_ret_{lag}"] = log_return.rolling(lag).sum()
         out["ret_1"] = np.expm1(out["log_ret_1"])
         out["ret_5"] = np.expm1(out["log_ret_5"])
+        for lag in range(1, 10):
+            out[f"ret_lag_{lag}"] = log_return.shift(lag)
         level = np.exp(log_return.fillna(0).cumsum())
         for window in (5, 10, 20, 50):
             out[f"ma_ratio_{window}"] = level / level.rolling(window).mean() - 1

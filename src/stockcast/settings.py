@@ -16,7 +16,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator, mode
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 TICKER_PATTERN = re.compile(r"^\^?[A-Z0-9][A-Z0-9.\-=]{0,14}$")
-ModelKind = Literal["naive", "ridge", "random_forest"]
+ModelKind = Literal["naive", "drift", "ridge", "random_forest", "lightgbm", "arima"]
 
 
 class SettingsError(ValueError):
@@ -48,7 +48,7 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "STOCKCAST_MLFLOW_TRACKING_URI"),
     )
-    models: Annotated[list[ModelKind], NoDecode] = ["naive", "ridge", "random_forest"]
+    models: Annotated[list[ModelKind], NoDecode] = ["naive", "drift", "ridge", "random_forest", "lightgbm", "arima"]
     backtest_days: int = Field(default=250, ge=20)
     refit_every_days: int = Field(default=20, ge=1)
     min_train_days: int = Field(default=250, ge=60)

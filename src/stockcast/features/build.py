@@ -13,6 +13,8 @@ import pandas as pd
 from stockcast.ingest.bars import stale_mask
 
 RETURN_LAGS = (1, 2, 5, 10, 20)
+# Single daily log returns of the days before t: what autoregressive models read.
+DAILY_LAGS = 10
 MA_WINDOWS = (5, 10, 20, 50)
 VOLATILITY_WINDOWS = (5, 20)
 RSI_PERIOD = 14
@@ -23,6 +25,7 @@ FEATURE_COLUMNS: list[str] = [
     *(f"log_ret_{lag}" for lag in RETURN_LAGS),
     "ret_1",
     "ret_5",
+    *(f"ret_lag_{lag}" for lag in range(1, DAILY_LAGS)),
     *(f"ma_ratio_{window}" for window in MA_WINDOWS),
     *(f"volatility_{window}" for window in VOLATILITY_WINDOWS),
     "rsi_14",
@@ -87,6 +90,9 @@ def build_features(bars: pd.DataFrame) -> pd.DataFrame:
         out[f"log_ret_{lag}"] = summed.where(position >= lag)
     out["ret_1"] = np.expm1(out["log_ret_1"])
     out["ret_5"] = np.expm1(out["log_ret_5"])
+    for lag in range(1, DAILY_LAGS):
+        # The return of the day `lag` sessions before t; the same ticker's rows only.
+        out[f"ret_lag_{lag}"] = log_return.groupby(keys, sort=False).shift(lag).where(position > lag)
     for window in MA_WINDOWS:
         mean = _rolling_within(index_level, position, window, "mean")
         out[f"ma_ratio_{window}"] = index_level / mean - 1.0
