@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -26,7 +27,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-models_app = typer.Typer(help="Inspect the registry: champions per ticker.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="The registry: champions, promotion history, promote and rollback.", no_args_is_help=True
+)
 app.add_typer(models_app, name="models")
 
 # Piped output gets a wide table instead of rich's 80-column fallback.
@@ -303,9 +306,18 @@ def serve(
     )
 
 
+def _promoted_at(decisions: Any, ticker: str, version: str) -> str:
+    made = decisions[
+        (decisions["ticker"] == ticker)
+        & decisions["promoted"].astype(bool)
+        & (decisions["challenger_version"] == version)
+    ]
+    return "?" if made.empty else f"{made['decided_at'].iloc[-1]:%Y-%m-%d %H:%M}"
+
+
 @models_app.command("list")
 def models_list(tickers: TickersOption = None) -> None:
-    """Champion per ticker with its backtest figures."""
+    """Champion per ticker: kind, backtest RMSE against naive, skill, interval coverage, promoted at."""
     context = _guarded(lambda: _context(tickers))
     table = Table(title="Champions")
     for column in (
@@ -317,11 +329,13 @@ def models_list(tickers: TickersOption = None) -> None:
         "skill",
         "coverage",
         "data end",
+        "promoted at",
     ):
         table.add_column(column)
     missing = []
     with _reported_failures():
         champions = {ticker: context.registry.champion(ticker) for ticker in context.settings.tickers}
+        decisions = context.store.load_decisions()
     for ticker, champion in champions.items():
         if champion is None:
             missing.append(ticker)
@@ -335,10 +349,80 @@ def models_list(tickers: TickersOption = None) -> None:
             f"{champion.metric('skill_vs_naive'):+.3f}",
             f"{champion.metric('coverage'):.1%}",
             champion.tags.get("data_end", "?"),
+            _promoted_at(decisions, ticker, champion.version),
         )
     console.print(table)
     if missing:
         errors.print(f"no champion yet for {', '.join(missing)}; run `stockcast train`", highlight=False)
+
+
+@models_app.command("history")
+def models_history(ticker: Annotated[str, typer.Argument(help="Ticker symbol.")]) -> None:
+    """Every promotion decision for a ticker: when, which versions, their scores, and why."""
+    context = _guarded(_context)
+    symbol = ticker.upper()
+    decisions = _guarded(lambda: context.store.load_decisions(symbol))
+    if decisions.empty:
+        errors.print(f"no decisions recorded for {symbol}; run `stockcast train`", highlight=False)
+        raise typer.Exit(1)
+    table = Table(title=f"Promotion history of {symbol}")
+    for column in (
+        "decided at",
+        "action",
+        "result",
+        "challenger",
+        "RMSE",
+        "champion",
+        "RMSE ",
+        "naive RMSE",
+        "reason",
+    ):
+        table.add_column(column, overflow="fold")
+    for row in decisions.itertuples(index=False):
+        result = ("promoted" if row.promoted else "kept") + (" (forced)" if row.forced else "")
+        table.add_row(
+            f"{row.decided_at:%Y-%m-%d %H:%M}",
+            row.action,
+            result,
+            f"v{row.challenger_version} {row.challenger_spec or ''}".strip(),
+            _figure(row.challenger_rmse),
+            f"v{row.champion_version} {row.champion_spec or ''}".strip() if row.champion_version else "-",
+            _figure(row.champion_rmse),
+            _figure(row.naive_rmse),
+            row.reason,
+        )
+    console.print(table)
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+@models_app.command("promote")
+def models_promote(
+    ticker: Annotated[str, typer.Argument(help="Ticker symbol.")],
+    version: Annotated[str, typer.Argument(help="Registered version to promote.")],
+    force: Annotated[bool, typer.Option(help="Skip the gate; recorded as forced.")] = False,
+) -> None:
+    """Make a version champion if it beats the champion and naive on today's window."""
+    from stockcast.registry.champion import promote
+
+    context = _guarded(_context)
+    decision = _guarded(lambda: promote(context, ticker.upper(), version, force=force))
+    verdict = "promoted" if decision.promote else "not promoted"
+    console.print(f"{ticker.upper()} v{version}: {verdict}: {decision.reason}", highlight=False)
+    if not decision.promote:
+        raise typer.Exit(1)
+
+
+@models_app.command("rollback")
+def models_rollback(ticker: Annotated[str, typer.Argument(help="Ticker symbol.")]) -> None:
+    """Put back the champion the current one replaced."""
+    from stockcast.registry.champion import rollback
+
+    context = _guarded(_context)
+    decision = _guarded(lambda: rollback(context, ticker.upper()))
+    console.print(f"{ticker.upper()}: {decision.reason}", highlight=False)
 
 
 def main() -> None:

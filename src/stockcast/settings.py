@@ -48,7 +48,14 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "STOCKCAST_MLFLOW_TRACKING_URI"),
     )
-    models: Annotated[list[ModelKind], NoDecode] = ["naive", "drift", "ridge", "random_forest", "lightgbm", "arima"]
+    models: Annotated[list[ModelKind], NoDecode] = [
+        "naive",
+        "drift",
+        "ridge",
+        "random_forest",
+        "lightgbm",
+        "arima",
+    ]
     backtest_days: int = Field(default=250, ge=20)
     refit_every_days: int = Field(default=20, ge=1)
     min_train_days: int = Field(default=250, ge=60)

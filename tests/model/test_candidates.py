@@ -23,7 +23,9 @@ def ar1_bars(make_bars, days: int, phi: float, seed: int = 4) -> pd.DataFrame:
 
 
 def labelled(bars: pd.DataFrame) -> pd.DataFrame:
-    return complete_rows(add_target(build_features(bars))).dropna(subset=[TARGET_COLUMN]).reset_index(drop=True)
+    return (
+        complete_rows(add_target(build_features(bars))).dropna(subset=[TARGET_COLUMN]).reset_index(drop=True)
+    )
 
 
 def test_arima_recovers_an_autoregressive_coefficient(make_bars):
@@ -33,7 +35,9 @@ def test_arima_recovers_an_autoregressive_coefficient(make_bars):
     assert model.weights[0] == pytest.approx(0.4, abs=0.08)
     assert np.abs(model.weights[3:]).max() < 0.05
     predicted = model.predict(rows.tail(5))
-    assert np.allclose(predicted, model.mean + (rows.tail(5)["log_ret_1"] - model.mean) * model.weights[0], atol=0.002)
+    assert np.allclose(
+        predicted, model.mean + (rows.tail(5)["log_ret_1"] - model.mean) * model.weights[0], atol=0.002
+    )
 
 
 def test_drift_forecasts_the_average_training_return(make_bars):
@@ -53,8 +57,12 @@ def test_models_that_can_learn_momentum_beat_naive_on_it(make_bars, kind):
 @pytest.mark.parametrize("kind", sorted(DEFAULT_PARAMS))
 def test_every_candidate_gives_finite_forecasts_inside_its_interval(make_bars, kind):
     rows = labelled(make_bars(("AAA",), days=700))
-    result = walk_forward(rows, default_spec(kind), BacktestConfig(test_days=100, min_train_days=250, refit_every_days=50))
+    result = walk_forward(
+        rows, default_spec(kind), BacktestConfig(test_days=100, min_train_days=250, refit_every_days=50)
+    )
     frame = result.forecasts
     assert np.isfinite(frame[["predicted_close", "lower", "upper"]].to_numpy()).all()
-    assert (frame["lower"] <= frame["predicted_close"]).all() and (frame["predicted_close"] <= frame["upper"]).all()
+    assert (frame["lower"] <= frame["predicted_close"]).all() and (
+        frame["predicted_close"] <= frame["upper"]
+    ).all()
     assert 0.75 <= result.metrics["coverage"] <= 1.0

@@ -18,10 +18,11 @@ from sqlalchemy import Engine, and_, create_engine, event, func, select
 from sqlalchemy.exc import OperationalError
 
 from stockcast.ingest.bars import BAR_COLUMNS
-from stockcast.store.schema import forecasts, prices
+from stockcast.store.schema import forecasts, prices, promotions
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 FORECAST_COLUMNS = [column.name for column in forecasts.columns]
+PROMOTION_COLUMNS = [column.name for column in promotions.columns]
 
 
 class StoreUnavailableError(RuntimeError):
@@ -199,6 +200,21 @@ class Store:
             query = query.limit(limit)
         with self.engine.connect() as connection:
             return pd.DataFrame(connection.execute(query).fetchall(), columns=FORECAST_COLUMNS)
+
+    # -- promotion history -------------------------------------------------------------------
+    def record_decision(self, decision: dict[str, Any]) -> None:
+        row = {key: decision.get(key) for key in PROMOTION_COLUMNS if key != "id"}
+        row["decided_at"] = row["decided_at"] or datetime.now(UTC)
+        row["forced"] = bool(row["forced"])
+        with self.engine.begin() as connection:
+            connection.execute(promotions.insert(), [row])
+
+    def load_decisions(self, ticker: str | None = None) -> pd.DataFrame:
+        query = select(promotions).order_by(promotions.c.decided_at, promotions.c.id)
+        if ticker is not None:
+            query = query.where(promotions.c.ticker == ticker)
+        with self.engine.connect() as connection:
+            return pd.DataFrame(connection.execute(query).fetchall(), columns=PROMOTION_COLUMNS)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -56,4 +57,28 @@ forecasts = Table(
     Column("actual_close", Float),
     Column("error", Float),
     Index("ix_forecasts_ticker_target", "ticker", "target_date"),
+)
+
+# Every decision of the promotion gate, a forced promotion or a rollback: which version served
+# a ticker on any past date, and why.
+promotions = Table(
+    "promotions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("ticker", String(32), nullable=False),
+    Column("action", String(16), nullable=False),  # train, promote, rollback
+    Column("promoted", Boolean, nullable=False),
+    Column("forced", Boolean, nullable=False, server_default="0"),
+    Column("challenger_version", String(64)),
+    Column("challenger_spec", String(255)),
+    Column("challenger_rmse", Float),
+    Column("champion_version", String(64)),
+    Column("champion_spec", String(255)),
+    Column("champion_rmse", Float),
+    Column("naive_rmse", Float),
+    Column("window_start", Date),
+    Column("window_end", Date),
+    Column("reason", Text, nullable=False),
+    Index("ix_promotions_ticker_decided", "ticker", "decided_at"),
 )

@@ -13,8 +13,9 @@ import pandas as pd
 from stockcast.context import Context
 from stockcast.features.build import FEATURE_COLUMNS, TARGET_COLUMN
 from stockcast.features.feature_store import FEATURE_SERVICE
-from stockcast.registry.mlflow_registry import CHALLENGER, CHAMPION, RegisteredVersion
-from stockcast.registry.promotion import Contender, Decision, should_promote
+from stockcast.registry.champion import GateScores, apply_decision, gate
+from stockcast.registry.mlflow_registry import RegisteredVersion
+from stockcast.registry.promotion import Contender, Decision
 from stockcast.training.backtest import (
     BacktestConfig,
     BacktestResult,
@@ -146,16 +147,19 @@ def train_ticker(
         specs.append(champion.spec)
     results = run_backtests(rows, specs, backtest_config(context), settings.random_seed)
     chosen = best_candidate(results)
-    naive_rmse = chosen.metrics["naive_rmse"]
-    champion_score = None
-    if champion is not None and champion.spec.key() in results:
-        champion_score = Contender(champion.spec.key(), results[champion.spec.key()].metrics["rmse"])
-    decision = should_promote(
-        Contender(chosen.spec.key(), chosen.metrics["rmse"]),
-        champion_score,
-        naive_rmse,
-        settings.promotion_margin,
+    window = chosen.forecasts["date"]
+    scores = GateScores(
+        challenger=Contender(chosen.spec.key(), chosen.metrics["rmse"]),
+        champion=(
+            Contender(champion.spec.key(), results[champion.spec.key()].metrics["rmse"])
+            if champion is not None and champion.spec.key() in results
+            else None
+        ),
+        naive_rmse=chosen.metrics["naive_rmse"],
+        window_start=window.iloc[0].date(),
+        window_end=window.iloc[-1].date(),
     )
+    decision = gate(scores, settings.promotion_margin)
 
     lineage = {
         "data_start": rows["date"].iloc[0].date().isoformat(),
@@ -172,12 +176,8 @@ def train_ticker(
         ticker, results, chosen, forecaster, lineage, example, settings.interval_level
     )
     tags = version_tags(chosen, rows, lineage, settings.interval_level)
-    tags |= {
-        "decision": "promoted" if decision.promote else "kept",
-        "decision_reason": decision.reason,
-    }
     registered = registry.register(ticker, model_uri, run_id, tags)
-    registry.set_alias(ticker, CHAMPION if decision.promote else CHALLENGER, registered.version)
+    apply_decision(context, ticker, registered, champion, scores, decision, "train")
     return TrainingReport(
         ticker=ticker,
         version=registered.version,

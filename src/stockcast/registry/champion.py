@@ -1,0 +1,149 @@
+"""Moving the ``champion`` alias: after training, on an operator's promote, on rollback.
+
+Every path decides with the one gate (``promotion.should_promote``) on scores from the same
+out-of-sample window, moves the alias only after the decision, and records the decision in the
+relational store so ``stockcast models history`` can say which version served when, and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pandas as pd
+
+from stockcast.context import Context
+from stockcast.registry.mlflow_registry import CHALLENGER, CHAMPION, RegisteredVersion
+from stockcast.registry.promotion import Contender, Decision, should_promote
+
+
+@dataclass(frozen=True)
+class GateScores:
+    """RMSEs on one common window: the challenger's, the champion's spec's, naive's."""
+
+    challenger: Contender
+    champion: Contender | None
+    naive_rmse: float
+    window_start: date | None = None
+    window_end: date | None = None
+
+
+def apply_decision(
+    context: Context,
+    ticker: str,
+    challenger: RegisteredVersion,
+    champion: RegisteredVersion | None,
+    scores: GateScores | None,
+    decision: Decision,
+    action: str,
+    forced: bool = False,
+) -> None:
+    """Move the alias the decision calls for, tag the version, and record the decision."""
+    registry = context.registry
+    registry.set_alias(ticker, CHAMPION if decision.promote else CHALLENGER, challenger.version)
+    registry.tag_version(
+        ticker,
+        challenger.version,
+        {"decision": "promoted" if decision.promote else "kept", "decision_reason": decision.reason},
+    )
+    context.store.record_decision(
+        {
+            "decided_at": context.now(),
+            "ticker": ticker,
+            "action": action,
+            "promoted": decision.promote,
+            "forced": forced,
+            "challenger_version": challenger.version,
+            "challenger_spec": challenger.spec.key(),
+            "challenger_rmse": scores.challenger.rmse if scores else None,
+            "champion_version": champion.version if champion else None,
+            "champion_spec": champion.spec.key() if champion else None,
+            "champion_rmse": scores.champion.rmse if scores and scores.champion else None,
+            "naive_rmse": scores.naive_rmse if scores else None,
+            "window_start": scores.window_start if scores else None,
+            "window_end": scores.window_end if scores else None,
+            "reason": decision.reason,
+        }
+    )
+
+
+def gate(scores: GateScores, margin: float) -> Decision:
+    return should_promote(scores.challenger, scores.champion, scores.naive_rmse, margin)
+
+
+def _score_on_common_window(context: Context, ticker: str, specs: list[Any]) -> dict[str, Any]:
+    from stockcast.features.offline import historical_training_rows
+    from stockcast.training.train import backtest_config, run_backtests
+
+    rows = historical_training_rows(context, [ticker]).get(ticker)
+    if rows is None:
+        raise LookupError(f"no features for {ticker}; run `stockcast features`")
+    return run_backtests(rows, specs, backtest_config(context), context.settings.random_seed)
+
+
+def promote(context: Context, ticker: str, version: str, force: bool = False) -> Decision:
+    """Make ``version`` champion if the gate agrees on today's window (or when forced)."""
+    from mlflow.exceptions import MlflowException
+
+    from stockcast.training.models import default_spec
+
+    registry = context.registry
+    try:
+        challenger = registry.version(ticker, version)
+    except MlflowException as error:
+        raise LookupError(f"{ticker} has no registered version {version}") from error
+    champion = registry.champion(ticker)
+    if champion is not None and champion.version == challenger.version:
+        return Decision(False, f"version {version} is already the champion of {ticker}")
+    if force:
+        replaced = f"v{champion.version}" if champion else "none"
+        decision = Decision(True, f"forced by an operator over the gate (champion was {replaced})")
+        apply_decision(context, ticker, challenger, champion, None, decision, "promote", forced=True)
+        return decision
+    specs = [default_spec("naive"), challenger.spec] + ([champion.spec] if champion else [])
+    results = _score_on_common_window(context, ticker, list({spec.key(): spec for spec in specs}.values()))
+    window = results[challenger.spec.key()].forecasts["date"]
+    scores = GateScores(
+        challenger=Contender(challenger.spec.key(), results[challenger.spec.key()].metrics["rmse"]),
+        champion=Contender(champion.spec.key(), results[champion.spec.key()].metrics["rmse"])
+        if champion
+        else None,
+        naive_rmse=results[default_spec("naive").key()].metrics["rmse"],
+        window_start=window.iloc[0].date(),
+        window_end=window.iloc[-1].date(),
+    )
+    decision = gate(scores, context.settings.promotion_margin)
+    apply_decision(context, ticker, challenger, champion, scores, decision, "promote")
+    return decision
+
+
+def previous_champion(context: Context, ticker: str, current: str) -> str | None:
+    """The version the current champion replaced when it was promoted (not by a rollback)."""
+    decisions = context.store.load_decisions(ticker)
+    made_current = decisions[
+        decisions["promoted"].astype(bool)
+        & (decisions["challenger_version"] == current)
+        & (decisions["action"] != "rollback")
+    ]
+    if made_current.empty:
+        return None
+    previous = made_current["champion_version"].iloc[-1]
+    return None if pd.isna(previous) else str(previous)
+
+
+def rollback(context: Context, ticker: str) -> Decision:
+    """Put back the champion the current one replaced."""
+    registry = context.registry
+    champion = registry.champion(ticker)
+    if champion is None:
+        raise LookupError(f"{ticker} has no champion to roll back")
+    previous = previous_champion(context, ticker, champion.version)
+    if previous is None:
+        raise LookupError(
+            f"{ticker}'s champion v{champion.version} replaced no earlier version; nothing to roll back to"
+        )
+    restored = registry.version(ticker, previous)
+    decision = Decision(True, f"rolled back from v{champion.version} to v{previous}")
+    apply_decision(context, ticker, restored, champion, None, decision, "rollback", forced=True)
+    return decision
