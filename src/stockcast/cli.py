@@ -251,6 +251,12 @@ def _print_refresh(context: Context, refreshed: FeatureRefresh) -> None:
 def train_command(
     tickers: TickersOption = None,
     force: Annotated[bool, typer.Option(help="Train even when the champion is current.")] = True,
+    tune: Annotated[
+        int,
+        typer.Option(
+            "--tune", min=0, help="Optuna trials per tunable candidate (0: default parameters only)."
+        ),
+    ] = 0,
 ) -> None:
     """Backtest every candidate, register the best and apply the promotion gate."""
     from stockcast.pipeline import train_many
@@ -258,7 +264,7 @@ def train_command(
     context = _guarded(lambda: _context(tickers))
     names = context.settings.tickers
     with _reported_failures(), _progress(len(names)) as step:
-        reports, failures = train_many(context, names, force=force, step=step)
+        reports, failures = train_many(context, names, force=force, step=step, tune_trials=tune)
     for report in reports:
         verdict = "promoted to champion" if report.decision.promote else "kept as challenger"
         console.print(

@@ -42,7 +42,7 @@ class CycleReport:
 
 
 def train_many(
-    context: Context, tickers: list[str], force: bool = False, step: Step = _no_step
+    context: Context, tickers: list[str], force: bool = False, step: Step = _no_step, tune_trials: int = 0
 ) -> tuple[list[TrainingReport], dict[str, str]]:
     """Train each ticker that needs it on point-in-time features from the feature store."""
     rows_by_ticker = historical_training_rows(context, tickers)
@@ -56,7 +56,7 @@ def train_many(
             )
             continue
         try:
-            report = train_ticker(context, ticker, rows, force=force)
+            report = train_ticker(context, ticker, rows, force=force, tune_trials=tune_trials)
         except NotEnoughHistoryError as error:
             failures[ticker] = f"cannot train: {error}"
             continue

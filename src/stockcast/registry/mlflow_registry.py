@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from stockcast.training.backtest import BacktestResult
+    from stockcast.training.tuning import TuningResult
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,26 @@ class Registry:
             )
             return parent.info.run_id, info.model_uri
 
+    def log_study(self, ticker: str, result: TuningResult) -> str:
+        """One run per tuned candidate: best parameters, trial counts, optimisation history."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        with mlflow.start_run(
+            experiment_id=self.experiment_id(),
+            run_name=f"tune-{ticker}-{result.kind}",
+            tags={"ticker": ticker, "stage": "tune", "candidate": result.kind},
+        ) as run:
+            mlflow.log_params({f"best_{name}": value for name, value in result.best_spec.params.items()})
+            mlflow.log_metrics(
+                {"best_rmse": result.best_rmse, "trials": result.trials, "pruned_trials": result.pruned}
+            )
+            with tempfile.TemporaryDirectory() as folder:
+                plot = Path(folder) / "optimization_history.png"
+                _plot_study(result.study, plot)
+                mlflow.log_artifact(str(plot))
+            return str(run.info.run_id)
+
     # -- registry ---------------------------------------------------------------------------
     def register(self, ticker: str, model_uri: str, run_id: str, tags: dict[str, str]) -> RegisteredVersion:
         from mlflow.exceptions import MlflowException
@@ -192,6 +213,24 @@ def _finite(metrics: dict[str, float]) -> dict[str, float]:
 def _requirements() -> list[str]:
     packages = ["mlflow", "scikit-learn", "pandas", "numpy", "cloudpickle"]
     return [f"{package}=={installed_version(package)}" for package in packages]
+
+
+def _plot_study(study: Any, path: Path) -> None:
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization.matplotlib import plot_optimization_history
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental
+        axis = plot_optimization_history(study)
+    figure = axis.get_figure(root=True)
+    assert figure is not None
+    figure.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(figure)
 
 
 def _plot_backtest(ticker: str, result: BacktestResult, path: Path) -> None:

@@ -14,6 +14,7 @@ the first errors and is not scored.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,9 +76,17 @@ def fit_on_history(spec: ModelSpec, rows: pd.DataFrame, window: int | None, seed
 
 
 def walk_forward(
-    rows: pd.DataFrame, spec: ModelSpec, config: BacktestConfig, seed: int = 0
+    rows: pd.DataFrame,
+    spec: ModelSpec,
+    config: BacktestConfig,
+    seed: int = 0,
+    on_block: Callable[[int, float], None] | None = None,
 ) -> BacktestResult:
-    """Backtest one candidate on the labelled, complete rows of one ticker (sorted by date)."""
+    """Backtest one candidate on the labelled, complete rows of one ticker (sorted by date).
+
+    ``on_block(step, rmse)`` is told the running RMSE (log-return space) after each refit
+    window, so a tuner can stop an unpromising trial early.
+    """
     rows = rows.reset_index(drop=True)
     count = len(rows)
     if count < config.rows_needed:
@@ -96,6 +105,12 @@ def walk_forward(
         block = rows.iloc[cutoff : cutoff + config.refit_every_days]
         predicted[cutoff - first_origin : cutoff - first_origin + len(block)] = model.predict(block)
         cutoffs[cutoff - first_origin : cutoff - first_origin + len(block)] = rows["date"].iloc[cutoff]
+        if on_block is not None:
+            done = cutoff - first_origin + len(block)
+            errors = (
+                rows[TARGET_COLUMN].to_numpy(float)[first_origin : first_origin + done] - predicted[:done]
+            )
+            on_block((cutoff - first_origin) // config.refit_every_days, float(np.sqrt(np.mean(errors**2))))
 
     origins = rows.iloc[first_origin:].reset_index(drop=True)
     actual_log_return = origins[TARGET_COLUMN].to_numpy(float)

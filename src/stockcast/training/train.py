@@ -131,11 +131,24 @@ def version_tags(
     return tags
 
 
+def tuned_specs(context: Context, ticker: str, rows: pd.DataFrame, trials: int) -> list[ModelSpec]:
+    """Tune every configured candidate that has parameters; each study is logged to MLflow."""
+    from stockcast.training.tuning import tune
+
+    specs = []
+    for kind in context.settings.models:
+        result = tune(rows, kind, trials, backtest_config(context), context.settings.random_seed)
+        if result is not None:
+            context.registry.log_study(ticker, result)
+            specs.append(result.best_spec)
+    return specs
+
+
 def train_ticker(
-    context: Context, ticker: str, rows: pd.DataFrame, force: bool = False
+    context: Context, ticker: str, rows: pd.DataFrame, force: bool = False, tune_trials: int = 0
 ) -> TrainingReport | None:
     """Train one ticker on its labelled rows when it needs it (or when forced); None when its
-    champion was current."""
+    champion was current. With ``tune_trials``, tuned versions of the candidates compete too."""
     settings = context.settings
     registry = context.registry
     champion = registry.champion(ticker)
@@ -143,8 +156,12 @@ def train_ticker(
         return None
 
     specs = [default_spec(kind) for kind in settings.models]
-    if champion is not None and champion.spec.key() not in {spec.key() for spec in specs}:
+    if tune_trials:
+        specs += tuned_specs(context, ticker, rows, tune_trials)
+    if champion is not None:
         specs.append(champion.spec)
+    # One backtest per distinct specification; the champion's is always among them.
+    specs = list({spec.key(): spec for spec in specs}.values())
     results = run_backtests(rows, specs, backtest_config(context), settings.random_seed)
     chosen = best_candidate(results)
     window = chosen.forecasts["date"]

@@ -1,0 +1,57 @@
+"""`stockcast train --tune N` runs seeded Optuna studies and logs them to MLflow."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+from tests.integration.test_training_registry import autocorrelated_bars
+from tests.model.test_candidates import labelled
+from typer.testing import CliRunner
+
+from stockcast.cli import app
+from stockcast.context import Context
+from stockcast.features.offline import refresh_feature_store
+from stockcast.settings import load_settings
+from stockcast.training.backtest import BacktestConfig
+from stockcast.training.tuning import tune, tuning_window
+
+
+def test_tuning_never_sees_the_gates_window(make_bars):
+    rows = labelled(make_bars(("AAA",), days=700))
+    config = BacktestConfig(test_days=100, min_train_days=200, calibration_days=50, refit_every_days=50)
+    window = tuning_window(rows, config)
+    assert window["date"].max() < rows["date"].iloc[-config.test_days]
+
+
+def test_tuning_is_seeded_and_finds_a_strong_ridge_on_momentum(make_bars):
+    rows = labelled(autocorrelated_bars(make_bars, 900, phi=0.5))
+    config = BacktestConfig(test_days=150, min_train_days=200, calibration_days=50, refit_every_days=50)
+    first = tune(rows, "ridge", trials=5, config=config, seed=3)
+    again = tune(rows, "ridge", trials=5, config=config, seed=3)
+    assert first is not None and again is not None
+    assert first.best_spec == again.best_spec
+    assert first.trials == 5
+    assert np.isfinite(first.best_rmse)
+    assert tune(rows, "naive", trials=5, config=config) is None  # nothing to tune
+
+
+def test_train_tune_5_logs_a_study_per_tunable_candidate(make_bars, monkeypatch):
+    settings = {
+        "TICKERS": "AAA",
+        "MODELS": "naive,ridge,arima",
+        "BACKTEST_DAYS": "100",
+        "MIN_TRAIN_DAYS": "150",
+        "REFIT_EVERY_DAYS": "50",
+    }
+    for key, value in settings.items():
+        monkeypatch.setenv(f"STOCKCAST_{key}", value)
+    context = Context(load_settings())
+    context.store.upsert_prices(autocorrelated_bars(make_bars, 700, phi=0.4))
+    refresh_feature_store(context)
+    result = CliRunner().invoke(app, ["train", "--tune", "5"])
+    assert result.exit_code == 0, result.output
+    runs = mlflow.search_runs(experiment_names=["stockcast"], filter_string="tags.stage = 'tune'")
+    assert sorted(runs["tags.candidate"]) == ["arima", "ridge"]
+    assert (runs["metrics.trials"] == 5).all()
+    artifacts = mlflow.MlflowClient().list_artifacts(runs["run_id"].iloc[0])
+    assert any(item.path == "optimization_history.png" for item in artifacts)
