@@ -6,7 +6,7 @@ UV := $(BIN)/uv
 UV_VERSION := 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev run test lint format serve bench lock clean
+.PHONY: help install install-dev run test lint format serve bench evaluate lock clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,12 @@ serve: install ## Start the API on 127.0.0.1:8000
 bench: install-dev ## Run the benchmarks and print their figures
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_online.py
+
+EVALUATION_TICKERS := AAPL,MSFT,AMZN,JPM,XOM,JNJ,PG,KO,PFE,WMT,INTC,CSCO,ORCL,IBM,GE,BA,CAT,MRK,PEP,^GSPC
+evaluate: install ## Backtest every candidate on 20 tickers of ../shared/data and update the README table
+	$(BIN)/stockcast evaluate --source file:../shared/data/sp500_2003_2023.parquet \
+		--tickers '$(EVALUATION_TICKERS)' --output docs/forecast-quality.md \
+		--per-ticker docs/forecast-quality-per-ticker.csv --readme README.md
 
 lock: ## Re-resolve the pinned requirements (needs uv)
 	$(UV) pip compile pyproject.toml --python-version 3.11 --no-header --no-annotate -o requirements.lock

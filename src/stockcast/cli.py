@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -181,6 +182,7 @@ def _print_cycle(context: Context, report: CycleReport) -> None:
         "RMSE",
         "naive RMSE",
         "skill",
+        "coverage",
     ):
         table.add_column(column, justify="left" if column in {"ticker", "model"} else "right")
     for forecast in report.forecasts:
@@ -198,8 +200,14 @@ def _print_cycle(context: Context, report: CycleReport) -> None:
             f"{metric('rmse'):.3f}",
             f"{metric('naive_rmse'):.3f}",
             f"{metric('skill_vs_naive'):+.3f}",
+            f"{metric('coverage'):.1%}",
         )
     console.print(table)
+    console.print(
+        "RMSE, skill (1 - RMSE/naive RMSE) and interval coverage are the champion's walk-forward "
+        "backtest figures on its last scored window.",
+        highlight=False,
+    )
     console.print(
         f"{report.forecasts_logged} new forecast(s) logged; prices in {context.settings.resolved_database_url}"
     )
@@ -290,6 +298,61 @@ def predict_command(tickers: TickersOption = None) -> None:
     _print_failures(failures)
     if failures:
         raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    tickers: TickersOption = None,
+    source: SourceOption = None,
+    output: Annotated[Path | None, typer.Option(help="Write the summary as markdown here.")] = None,
+    readme: Annotated[
+        Path | None, typer.Option(help="Replace the README's forecast-quality section with the summary.")
+    ] = None,
+    per_ticker: Annotated[
+        Path | None, typer.Option(help="Write every (ticker, candidate) row as CSV here.")
+    ] = None,
+) -> None:
+    """Backtest every candidate on each ticker and compare it with the naive forecast.
+
+    Reads bars from the source and writes nothing to the stores or the registry."""
+    from datetime import date
+
+    from stockcast.training.evaluate import (
+        evaluate_candidates,
+        render_markdown,
+        replace_readme_section,
+        summarize,
+    )
+    from stockcast.training.models import default_spec
+    from stockcast.training.train import backtest_config
+
+    context = _guarded(lambda: _context(tickers, source))
+    settings = context.settings
+    names = settings.tickers
+    start = date.fromisoformat(settings.start_date)
+    end = date.fromisoformat(settings.end_date) if settings.end_date else context.now().date()
+    with _reported_failures():
+        fetched = context.source.fetch(names, start, end)
+        _print_source_note(fetched.note)
+        config = backtest_config(context)
+        specs = [default_spec(kind) for kind in settings.models]
+        with _progress(len(names)) as step:
+            rows = evaluate_candidates(fetched.bars, names, specs, config, settings.random_seed, step)
+    if rows.empty:
+        errors.print("[red]error:[/red] no ticker had enough history for a backtest", highlight=False)
+        raise typer.Exit(1)
+    summary = summarize(rows)
+    markdown = render_markdown(summary, rows, settings.source, config)
+    console.print(markdown, highlight=False, markup=False)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(markdown)
+    if per_ticker:
+        per_ticker.parent.mkdir(parents=True, exist_ok=True)
+        rows.to_csv(per_ticker, index=False)
+    if readme:
+        readme.write_text(_guarded(lambda: replace_readme_section(readme.read_text(), markdown)))
+    _print_failures(fetched.failures)
 
 
 @app.command()

@@ -1,0 +1,108 @@
+"""How good are the forecasts? Every candidate's walk-forward backtest on many tickers, summed
+up against the naive forecast. Reads bars from a source and writes nothing to the stores."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from stockcast.features.build import build_features
+from stockcast.features.offline import training_rows
+from stockcast.training.backtest import BacktestConfig, NotEnoughHistoryError, backtest_candidates
+from stockcast.training.models import ModelSpec
+
+README_START = "<!-- forecast-quality:start -->"
+README_END = "<!-- forecast-quality:end -->"
+
+
+def evaluate_candidates(
+    bars: pd.DataFrame,
+    tickers: list[str],
+    specs: list[ModelSpec],
+    config: BacktestConfig,
+    seed: int = 0,
+    step: Callable[[str], None] = lambda _: None,
+) -> pd.DataFrame:
+    """One row per (ticker, candidate) with its backtest metrics on the common window."""
+    features = build_features(bars[bars["ticker"].isin(tickers)])
+    records = []
+    for ticker in tickers:
+        step(f"backtesting {ticker}")
+        rows = training_rows(features, ticker)
+        try:
+            results = backtest_candidates(rows, specs, config, seed)
+        except NotEnoughHistoryError:
+            continue
+        for result in results.values():
+            window = result.forecasts["date"]
+            records.append(
+                {
+                    "ticker": ticker,
+                    "candidate": result.spec.kind,
+                    "window_start": window.iloc[0].date(),
+                    "window_end": window.iloc[-1].date(),
+                    **result.metrics,
+                }
+            )
+    return pd.DataFrame.from_records(records)
+
+
+def summarize(per_ticker: pd.DataFrame) -> pd.DataFrame:
+    """Per candidate: RMSE relative to naive (median and mean over tickers), share of tickers
+    where it beats naive, directional accuracy and interval coverage (means)."""
+    frame = per_ticker.assign(rmse_ratio=per_ticker["rmse"] / per_ticker["naive_rmse"])
+    grouped = frame.groupby("candidate", sort=False)
+    summary = pd.DataFrame(
+        {
+            "median_rmse_vs_naive": grouped["rmse_ratio"].median(),
+            "mean_rmse_vs_naive": grouped["rmse_ratio"].mean(),
+            "beats_naive_share": grouped["rmse_ratio"].apply(lambda ratio: float((ratio < 1).mean())),
+            "directional_accuracy": grouped["directional_accuracy"].mean(),
+            "coverage_90": grouped["coverage"].mean(),
+            "tickers": grouped["ticker"].nunique(),
+        }
+    )
+    return summary.sort_values("median_rmse_vs_naive")
+
+
+def _percent(value: float) -> str:
+    return "n/a" if pd.isna(value) else f"{value:.1%}"
+
+
+def render_markdown(
+    summary: pd.DataFrame, per_ticker: pd.DataFrame, source: str, config: BacktestConfig
+) -> str:
+    window_start, window_end = per_ticker["window_start"].min(), per_ticker["window_end"].max()
+    lines = [
+        f"Walk-forward backtest of every candidate on {int(summary['tickers'].max())} tickers from `{source}`: "
+        f"{config.test_days} scored sessions per ticker ({window_start} to {window_end}), refit every "
+        f"{config.refit_every_days} sessions on a {config.train_window_days or 'expanding'}-session window, "
+        f"{config.level:.0%} split-conformal intervals. Produced by `make evaluate` on "
+        f"{datetime.now(UTC):%Y-%m-%d}.",
+        "",
+        "| candidate | RMSE / naive (median) | RMSE / naive (mean) | beats naive on | directional accuracy | 90% interval coverage |",
+        "|---|---|---|---|---|---|",
+    ]
+    for candidate, row in summary.iterrows():
+        lines.append(
+            f"| {candidate} | {row['median_rmse_vs_naive']:.4f} | {row['mean_rmse_vs_naive']:.4f} | "
+            f"{row['beats_naive_share']:.0%} of tickers | {_percent(row['directional_accuracy'])} | "
+            f"{_percent(row['coverage_90'])} |"
+        )
+    lines += [
+        "",
+        "Below 1 beats tomorrow = today. Directional accuracy counts the days a model called a move;",
+        "the naive forecast calls none.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def replace_readme_section(readme: str, section: str) -> str:
+    """Put ``section`` between the README's forecast-quality markers."""
+    if README_START not in readme or README_END not in readme:
+        raise LookupError(f"the README has no {README_START} ... {README_END} markers")
+    head, rest = readme.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    return f"{head}{README_START}\n{section}{README_END}{tail}"
