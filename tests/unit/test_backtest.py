@@ -15,9 +15,9 @@ from stockcast.training.backtest import (
     NotEnoughHistoryError,
     backtest_candidates,
     best_candidate,
-    conformal_quantile,
     walk_forward,
 )
+from stockcast.training.intervals import conformal_quantile
 from stockcast.training.models import ModelSpec, NaiveForecaster, default_spec
 
 
@@ -111,3 +111,22 @@ def test_a_model_with_real_signal_beats_naive(make_bars):
     results = backtest_candidates(rows, [default_spec("naive"), default_spec("ridge")], config)
     assert best_candidate(results).spec.kind == "ridge"
     assert results[default_spec("ridge").key()].metrics["skill_vs_naive"] > 0.05
+
+
+def test_intervals_keep_their_level_when_volatility_changes_regime(make_bars):
+    """Calm then turbulent: a fixed-width interval would under-cover the turbulent half."""
+    bars = make_bars(("AAA",), days=2600, seed=12)
+    rng = np.random.default_rng(12)
+    volatility = np.where(np.arange(2600) < 1500, 0.008, 0.025)
+    close = 40 * np.exp(np.cumsum(rng.normal(0, 1, 2600) * volatility))
+    bars["open"], bars["close"], bars["high"], bars["low"] = close, close, close * 1.002, close * 0.998
+    rows = labelled(bars)
+    config = BacktestConfig(
+        test_days=2000, refit_every_days=50, min_train_days=250, calibration_days=100, level=0.9
+    )
+    frame = walk_forward(rows, default_spec("naive"), config).forecasts
+    turbulent = frame[frame["date"] > rows["date"].iloc[1520]]
+    covered = (turbulent["actual_close"] >= turbulent["lower"]) & (
+        turbulent["actual_close"] <= turbulent["upper"]
+    )
+    assert abs(covered.mean() - 0.9) <= 0.03

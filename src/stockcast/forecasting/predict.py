@@ -89,7 +89,7 @@ def check_freshness(ticker: str, as_of: date, newest_bar: date | None, ttl: time
 def make_forecast(ticker: str, row: pd.Series, model: Any, model_name: str, model_version: str) -> Forecast:
     """Apply a packaged model (``ForecastModel``) to one complete feature row."""
     frame = pd.DataFrame([row[INPUT_COLUMNS].astype(float).to_numpy()], columns=INPUT_COLUMNS)
-    answer = forecast_frame(model.forecaster, model.half_width, frame).iloc[0]
+    answer = forecast_frame(model.forecaster, model.interval_quantile, frame).iloc[0]
     as_of = pd.Timestamp(row["date"]).date()
     return Forecast(
         ticker=ticker,

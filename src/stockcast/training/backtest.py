@@ -6,14 +6,13 @@ Models are refitted every ``refit_every_days`` origins (the cutoff of each windo
 expanding or a rolling window of history.
 
 Prediction intervals are split-conformal and online: the interval at an origin is the
-``level`` quantile of the absolute out-of-sample errors (in log-return space) of the origins
-before it. A warm-up stretch of ``calibration_days`` origins before the scored window supplies
+``level`` quantile of the volatility-scaled out-of-sample errors of the origins before it,
+times that origin's volatility (see ``intervals.py``). A warm-up stretch of ``calibration_days`` origins before the scored window supplies
 the first errors and is not scored.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from stockcast.features.build import FEATURE_COLUMNS, TARGET_COLUMN
+from stockcast.training.intervals import conformal_quantile, interval_scale
 from stockcast.training.metrics import score_forecasts
 from stockcast.training.models import Forecaster, ModelSpec, make_forecaster
 
@@ -49,19 +49,8 @@ class BacktestResult:
     spec: ModelSpec
     forecasts: pd.DataFrame  # the scored window, one row per origin
     metrics: dict[str, float]
-    residual_quantile: float  # conformal half-width in log-return space over all OOS errors
+    residual_quantile: float  # conformal quantile of volatility-scaled errors over all OOS origins
     feature_importances: dict[str, float] | None = field(default=None)
-
-
-def conformal_quantile(abs_errors: np.ndarray, level: float) -> float:
-    """The finite-sample-corrected quantile of split conformal prediction."""
-    count = len(abs_errors)
-    if count == 0:
-        return math.inf
-    rank = math.ceil((count + 1) * level)
-    if rank > count:
-        return math.inf
-    return float(np.sort(abs_errors)[rank - 1])
 
 
 def _training_slice(rows: pd.DataFrame, cutoff: int, window: int | None) -> pd.DataFrame:
@@ -114,8 +103,12 @@ def walk_forward(
 
     origins = rows.iloc[first_origin:].reset_index(drop=True)
     actual_log_return = origins[TARGET_COLUMN].to_numpy(float)
-    abs_errors = np.abs(actual_log_return - predicted)
-    half_widths = np.array([conformal_quantile(abs_errors[:i], config.level) for i in range(len(origins))])
+    scale = interval_scale(origins)
+    scores = np.abs(actual_log_return - predicted) / scale
+    # Each origin's interval uses only the scores of origins before it.
+    half_widths = scale * np.array(
+        [conformal_quantile(scores[:i], config.level) for i in range(len(origins))]
+    )
 
     close = origins["close"].to_numpy(float)
     frame = pd.DataFrame(
@@ -136,7 +129,7 @@ def walk_forward(
         spec=spec,
         forecasts=scored,
         metrics=score_forecasts(scored),
-        residual_quantile=conformal_quantile(abs_errors, config.level),
+        residual_quantile=conformal_quantile(scores, config.level),
         feature_importances=importances,
     )
 
