@@ -117,12 +117,10 @@ class Registry:
                     mlflow.log_metrics(_finite(result.metrics))
                     if result.feature_importances:
                         mlflow.log_dict(result.feature_importances, "feature_importances.json")
+                    _log_backtest_plot(ticker, result)
             mlflow.log_params({"chosen": chosen.spec.key(), "level": level, **lineage})
             mlflow.log_metrics(_finite(chosen.metrics))
-            with tempfile.TemporaryDirectory() as folder:
-                plot = Path(folder) / "backtest.png"
-                _plot_backtest(ticker, chosen, plot)
-                mlflow.log_artifact(str(plot))
+            _log_backtest_plot(ticker, chosen)
             from mlflow.models import infer_signature
 
             model = ForecastModel(
@@ -231,6 +229,15 @@ def _plot_study(study: Any, path: Path) -> None:
     assert figure is not None
     figure.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(figure)
+
+
+def _log_backtest_plot(ticker: str, result: BacktestResult) -> None:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as folder:
+        plot = Path(folder) / "backtest.png"
+        _plot_backtest(ticker, result, plot)
+        mlflow.log_artifact(str(plot))
 
 
 def _plot_backtest(ticker: str, result: BacktestResult, path: Path) -> None:
