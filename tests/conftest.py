@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
+
+from tests.series import synthetic_bars
 
 os.environ.setdefault("YF_DISABLE_CURL_CFFI", "1")  # lets yfinance take a plain requests.Session
 
@@ -56,44 +57,6 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present beside the project")
     return SHARED_DATA
-
-
-def synthetic_bars(
-    tickers: tuple[str, ...] = ("AAA", "BBB"),
-    days: int = 600,
-    start: str = "2015-01-02",
-    seed: int = 7,
-    drift: float = 0.0003,
-    volatility: float = 0.015,
-) -> pd.DataFrame:
-    """Random-walk daily bars on business days that pass every validation rule."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    dates = pd.bdate_range(start, periods=days)
-    for ticker in tickers:
-        log_returns = rng.normal(drift, volatility, days)
-        close = 50.0 * np.exp(np.cumsum(log_returns))
-        open_ = close * np.exp(rng.normal(0, 0.003, days))
-        high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.01, days))
-        low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.01, days))
-        frames.append(
-            pd.DataFrame(
-                {
-                    "ticker": ticker,
-                    "date": dates,
-                    "open": open_,
-                    "high": high,
-                    "low": low,
-                    "close": close,
-                    "adj_close": close,
-                    "volume": rng.integers(1_000_000, 5_000_000, days).astype(float),
-                    "dividends": 0.0,
-                    "split_ratio": 1.0,
-                    "source": "synthetic",
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
 
 
 @pytest.fixture

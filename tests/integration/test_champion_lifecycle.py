@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from tests.integration.test_training_registry import autocorrelated_bars, regime_flip_bars
+from tests.series import autocorrelated_bars, regime_flip_bars
 from typer.testing import CliRunner
 
 from stockcast.cli import app
@@ -23,7 +23,7 @@ def context(make_bars, monkeypatch):
     for key, value in FAST.items():
         monkeypatch.setenv(f"STOCKCAST_{key.upper()}", value)
     context = Context(load_settings())
-    context.store.upsert_prices(regime_flip_bars(make_bars))
+    context.store.upsert_prices(regime_flip_bars())
     refresh_feature_store(context)
     return context
 
@@ -37,8 +37,8 @@ def train_on(context: Context, bars: pd.DataFrame) -> str:
 
 
 def test_rollback_restores_the_previous_champion_and_is_recorded(context, make_bars):
-    first = train_on(context, regime_flip_bars(make_bars))  # naive wins the reversal window
-    second = train_on(context, autocorrelated_bars(make_bars, 600, phi=0.6))  # ridge wins momentum
+    first = train_on(context, regime_flip_bars())  # naive wins the reversal window
+    second = train_on(context, autocorrelated_bars(600, phi=0.6))  # ridge wins momentum
     assert context.registry.champion("AAA").version == second != first
     decision = rollback(context, "AAA")
     assert decision.promote and context.registry.champion("AAA").version == first
@@ -49,8 +49,8 @@ def test_rollback_restores_the_previous_champion_and_is_recorded(context, make_b
 
 
 def test_promote_runs_the_gate_on_todays_window_unless_forced(context, make_bars):
-    momentum_version = train_on(context, autocorrelated_bars(make_bars, 600, phi=0.6))
-    naive_version = train_on(context, regime_flip_bars(make_bars))
+    momentum_version = train_on(context, autocorrelated_bars(600, phi=0.6))
+    naive_version = train_on(context, regime_flip_bars())
     assert context.registry.champion("AAA").version == naive_version
     # On the reversal window the momentum model loses to naive: the gate refuses it.
     refused = promote(context, "AAA", momentum_version)
@@ -63,7 +63,7 @@ def test_promote_runs_the_gate_on_todays_window_unless_forced(context, make_bars
 
 
 def test_models_commands_show_history_and_champions(context, make_bars):
-    train_on(context, regime_flip_bars(make_bars))
+    train_on(context, regime_flip_bars())
     runner = CliRunner()
     listed = runner.invoke(app, ["models", "list"])
     assert listed.exit_code == 0 and "AAA" in listed.output and "naive" in listed.output

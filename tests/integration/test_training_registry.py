@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import pytest
+from tests.series import autocorrelated_bars, regime_flip_bars
 
 from stockcast.context import Context
 from stockcast.features.build import build_features
@@ -21,27 +20,13 @@ FAST = {
 }
 
 
-def autocorrelated_bars(make_bars, days: int, phi: float, seed: int = 5) -> pd.DataFrame:
-    bars = make_bars(("AAA",), days=days, seed=seed)
-    rng = np.random.default_rng(seed)
-    log_returns = np.zeros(days)
-    for day in range(1, days):
-        log_returns[day] = phi * log_returns[day - 1] + rng.normal(0, 0.01)
-    close = 40 * np.exp(np.cumsum(log_returns))
-    bars["open"] = close
-    bars["close"] = close
-    bars["high"] = close * 1.004
-    bars["low"] = close * 0.996
-    return bars
-
-
 @pytest.fixture
 def context():
     return Context(load_settings(tickers="AAA", **FAST))
 
 
 def test_signal_model_becomes_champion_and_is_logged_with_lineage(context, make_bars):
-    features = build_features(autocorrelated_bars(make_bars, 600, phi=0.5))
+    features = build_features(autocorrelated_bars(600, phi=0.5))
     report = train_ticker(context, "AAA", training_rows(features, "AAA"), force=True)
     assert report.decision.promote and report.spec_key.startswith("ridge")
     champion = context.registry.champion("AAA")
@@ -67,27 +52,9 @@ def test_signal_model_becomes_champion_and_is_logged_with_lineage(context, make_
     assert forecast.model_kind == "ridge"
 
 
-def regime_flip_bars(make_bars) -> pd.DataFrame:
-    """Momentum for 440 days, then reversal: a model that learned momentum loses to naive."""
-    bars = autocorrelated_bars(make_bars, 600, phi=0.0, seed=9)
-    rng = np.random.default_rng(9)
-    log_returns = np.zeros(600)
-    for day in range(1, 600):
-        phi = 0.7 if day < 440 else -0.7
-        log_returns[day] = phi * log_returns[day - 1] + rng.normal(0, 0.01)
-    close = 40 * np.exp(np.cumsum(log_returns))
-    bars["open"], bars["close"], bars["high"], bars["low"] = (
-        close,
-        close,
-        close * 1.004,
-        close * 0.996,
-    )
-    return bars
-
-
 def test_a_model_that_loses_to_naive_is_never_promoted(context, make_bars):
     context.settings.train_window_days = None
-    features = build_features(regime_flip_bars(make_bars))
+    features = build_features(regime_flip_bars())
     report = train_ticker(context, "AAA", training_rows(features, "AAA"), force=True)
     scores = report.candidates
     ridge = next(key for key in scores if key.startswith("ridge"))
@@ -97,10 +64,10 @@ def test_a_model_that_loses_to_naive_is_never_promoted(context, make_bars):
 
 
 def test_champion_is_replaced_only_by_a_model_better_by_the_margin(context, make_bars):
-    momentum = build_features(autocorrelated_bars(make_bars, 600, phi=0.6))
+    momentum = build_features(autocorrelated_bars(600, phi=0.6))
     first = train_ticker(context, "AAA", training_rows(momentum, "AAA"), force=True)
     assert context.registry.champion("AAA").kind == "ridge"
-    flipped = build_features(regime_flip_bars(make_bars))
+    flipped = build_features(regime_flip_bars())
 
     context.settings.promotion_margin = 0.9  # nothing realistic clears a 90% improvement
     kept = train_ticker(context, "AAA", training_rows(flipped, "AAA"), force=True)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import mlflow
 import numpy as np
-from tests.integration.test_training_registry import autocorrelated_bars
-from tests.model.test_candidates import labelled
+from tests.series import autocorrelated_bars, labelled
 from typer.testing import CliRunner
 
 from stockcast.cli import app
@@ -24,7 +23,7 @@ def test_tuning_never_sees_the_gates_window(make_bars):
 
 
 def test_tuning_is_seeded_and_finds_a_strong_ridge_on_momentum(make_bars):
-    rows = labelled(autocorrelated_bars(make_bars, 900, phi=0.5))
+    rows = labelled(autocorrelated_bars(900, phi=0.5))
     config = BacktestConfig(test_days=150, min_train_days=200, calibration_days=50, refit_every_days=50)
     first = tune(rows, "ridge", trials=5, config=config, seed=3)
     again = tune(rows, "ridge", trials=5, config=config, seed=3)
@@ -46,7 +45,7 @@ def test_train_tune_5_logs_a_study_per_tunable_candidate(make_bars, monkeypatch)
     for key, value in settings.items():
         monkeypatch.setenv(f"STOCKCAST_{key}", value)
     context = Context(load_settings())
-    context.store.upsert_prices(autocorrelated_bars(make_bars, 700, phi=0.4))
+    context.store.upsert_prices(autocorrelated_bars(700, phi=0.4))
     refresh_feature_store(context)
     result = CliRunner().invoke(app, ["train", "--tune", "5"])
     assert result.exit_code == 0, result.output

@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
+from tests.series import autocorrelated_bars, labelled
 
-from stockcast.features.build import TARGET_COLUMN, add_target, build_features, complete_rows
+from stockcast.features.build import TARGET_COLUMN
 from stockcast.training.backtest import BacktestConfig, backtest_candidates, walk_forward
 from stockcast.training.models import DEFAULT_PARAMS, default_spec, make_forecaster
 
 
-def ar1_bars(make_bars, days: int, phi: float, seed: int = 4) -> pd.DataFrame:
-    bars = make_bars(("AAA",), days=days, seed=seed)
-    rng = np.random.default_rng(seed)
-    log_returns = np.zeros(days)
-    for day in range(1, days):
-        log_returns[day] = phi * log_returns[day - 1] + rng.normal(0, 0.01)
-    close = 30 * np.exp(np.cumsum(log_returns))
-    bars["open"], bars["close"], bars["high"], bars["low"] = close, close, close * 1.003, close * 0.997
-    return bars
-
-
-def labelled(bars: pd.DataFrame) -> pd.DataFrame:
-    return (
-        complete_rows(add_target(build_features(bars))).dropna(subset=[TARGET_COLUMN]).reset_index(drop=True)
-    )
-
-
 def test_arima_recovers_an_autoregressive_coefficient(make_bars):
-    rows = labelled(ar1_bars(make_bars, 1500, phi=0.4))
+    rows = labelled(autocorrelated_bars(1500, phi=0.4))
     model = make_forecaster(default_spec("arima")).fit(rows, rows[TARGET_COLUMN])
     # ARMA(1,1) fitted to an AR(1): its autoregressive form puts ~0.4 on yesterday's return.
     assert model.weights[0] == pytest.approx(0.4, abs=0.08)
@@ -48,7 +31,7 @@ def test_drift_forecasts_the_average_training_return(make_bars):
 
 @pytest.mark.parametrize("kind", ["ridge", "lightgbm", "arima"])
 def test_models_that_can_learn_momentum_beat_naive_on_it(make_bars, kind):
-    rows = labelled(ar1_bars(make_bars, 1100, phi=0.5))
+    rows = labelled(autocorrelated_bars(1100, phi=0.5))
     config = BacktestConfig(test_days=250, min_train_days=300, calibration_days=60, refit_every_days=50)
     results = backtest_candidates(rows, [default_spec("naive"), default_spec(kind)], config)
     assert results[default_spec(kind).key()].metrics["skill_vs_naive"] > 0.05

@@ -7,8 +7,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import pytest
+from tests.series import labelled
 
-from stockcast.features.build import TARGET_COLUMN, add_target, build_features, complete_rows
 from stockcast.training import backtest as backtest_module
 from stockcast.training.backtest import (
     BacktestConfig,
@@ -19,12 +19,6 @@ from stockcast.training.backtest import (
 )
 from stockcast.training.intervals import conformal_quantile
 from stockcast.training.models import ModelSpec, NaiveForecaster, default_spec
-
-
-def labelled(bars: pd.DataFrame) -> pd.DataFrame:
-    return (
-        complete_rows(add_target(build_features(bars))).dropna(subset=[TARGET_COLUMN]).reset_index(drop=True)
-    )
 
 
 class SpyForecaster(NaiveForecaster):
