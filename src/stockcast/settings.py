@@ -12,10 +12,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 TICKER_PATTERN = re.compile(r"^\^?[A-Z0-9][A-Z0-9.\-=]{0,14}$")
+PLACEHOLDER_SECRETS = {"change-me", "changeme", "secret", "password", "replace-me", "your-api-key"}
 ModelKind = Literal["naive", "drift", "ridge", "random_forest", "lightgbm", "arima"]
 
 
@@ -78,6 +79,13 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    # API keys for mutating routes (comma-separated); kept only as SHA-256 digests in memory.
+    api_keys: Annotated[list[SecretStr], NoDecode] = []
+    read_requires_key: bool = False
+    cors_origins: Annotated[list[str], NoDecode] = []
+    batch_max_tickers: int = Field(default=50, ge=1, le=1000)
+    champion_refresh_seconds: float = Field(default=30.0, gt=0)
     random_seed: int = 42
 
     @field_validator("tickers", mode="before")
@@ -95,6 +103,20 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"not a ticker symbol: {', '.join(bad)}")
         return list(dict.fromkeys(normalised))
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _parse_lists(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _no_placeholder_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for key in keys:
+            secret = key.get_secret_value()
+            if secret.lower() in PLACEHOLDER_SECRETS or len(secret) < 16:
+                raise ValueError("an API key is a placeholder or shorter than 16 characters")
+        return keys
 
     @field_validator("train_window_days", mode="before")
     @classmethod

@@ -139,9 +139,23 @@ def test_features_behind_the_store_by_more_than_the_ttl_are_a_503(served, contex
     context.store.upsert_prices(later)  # new bars, never materialized
     answer = served.get("/predict/AAA")
     assert answer.status_code == 503
-    assert "stockcast features" in answer.json()["detail"]
+    assert "stockcast features" in answer.json()["message"]
 
 
 def test_unknown_ticker_is_404(served):
     assert served.get("/predict/ZZZ").status_code == 404
     assert served.post("/predict", json={"ticker": "ZZZ"}).status_code == 404
+
+
+def test_a_changed_feature_view_is_reloaded_whole(context, monkeypatch):
+    from stockcast.features import feature_store
+
+    narrower = [name for name in feature_store.VIEW_FIELDS if name != "rsi_14"]
+    monkeypatch.setattr(feature_store, "VIEW_FIELDS", narrower)
+    refresh_feature_store(context)  # an older release's view, without rsi_14
+    monkeypatch.undo()
+    upgraded = refresh_feature_store(context)
+    assert upgraded.materialized.first_load and upgraded.materialized.rows == upgraded.rows
+    online = context.feature_store.online(["AAA"])
+    assert online["rsi_14"].notna().all()
+    assert refresh_feature_store(context).materialized.rows == 0  # and then incremental again

@@ -33,8 +33,30 @@ def test_postgres_password_stays_out_of_the_generated_file():
 
 
 def test_generated_file_is_valid_feast_configuration(tmp_path):
+    from stockcast.features.feature_store import import_feast
+
+    import_feast()
     from feast.repo_config import RepoConfig
 
     raw = yaml.safe_load(render_config(load_settings(feast_online_store="redis://127.0.0.1:6379")))
     config = RepoConfig(repo_path=tmp_path, **raw)
     assert config.online_store.type == "redis"
+
+
+def test_importing_feast_leaves_metrics_in_memory():
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import os; from stockcast.features.feature_store import import_feast; import_feast(); "
+        "import prometheus_client.values as v; "
+        "print(v.ValueClass.__name__, os.environ.get('PROMETHEUS_MULTIPROC_DIR'))"
+    )
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("PROMETHEUS_MULTIPROC")
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=environment
+    )
+    assert out.stdout.split() == ["MutexValue", "None"]

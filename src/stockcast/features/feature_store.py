@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
@@ -40,8 +41,33 @@ TTL = timedelta(days=7)
 VIEW_FIELDS = ["close", *FEATURE_COLUMNS]
 
 
+FEAST_METRICS_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")
+
+
+def import_feast() -> None:
+    """Import Feast without its import-time side effect on metrics.
+
+    Importing ``feast`` points PROMETHEUS_MULTIPROC_DIR at a temporary folder, which switches
+    prometheus_client, for the whole process and its children, to file-backed values shared
+    by metric name: two API instances in one process would then count each other's requests.
+    prometheus_client fixes its value class when first imported, so it is imported first and
+    Feast's variables are removed again.
+    """
+    if "feast" in sys.modules:
+        return
+    import prometheus_client.values  # noqa: F401 - settles in-memory values before Feast runs
+
+    preset = {name: os.environ.get(name) for name in FEAST_METRICS_VARIABLES}
+    import feast  # noqa: F401
+
+    for name, value in preset.items():
+        if value is None:
+            os.environ.pop(name, None)
+
+
 def definitions(offline_path: str, s3_endpoint: str | None = None) -> list[Any]:
     """Entity, feature view and feature service over the offline table at ``offline_path``."""
+    import_feast()
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
     from feast.types import Float64
 
@@ -207,6 +233,7 @@ class FeatureStoreAdapter:
     @property
     def store(self) -> FeatureStore:
         if self._store is None:
+            import_feast()
             from feast import FeatureStore
             from feast.repo_config import RepoConfig
 
@@ -217,26 +244,36 @@ class FeatureStoreAdapter:
             self._store = FeatureStore(repo_path=str(self.repo_dir), config=config)
         return self._store
 
-    def apply(self) -> None:
-        """Register the definitions; applying the same ones again changes nothing."""
+    def apply(self) -> bool:
+        """Register the definitions; applying the same ones again changes nothing. True when the
+        view's features changed (or it is new): its online rows then need a full reload."""
+        import_feast()
+        from feast.errors import FeatureViewNotFoundException
+
+        try:
+            registered = {field.name for field in self.store.get_feature_view(FEATURE_VIEW).features}
+        except FeatureViewNotFoundException:
+            registered = set()
         with _quiet():
             self.store.apply(definitions(self.offline_path, self.s3_endpoint))
         self._feature_service = None
+        return registered != set(VIEW_FIELDS)
 
     def last_materialized(self) -> datetime | None:
         view = self.store.get_feature_view(FEATURE_VIEW)
         intervals = view.materialization_intervals
         return max(end for _, end in intervals) if intervals else None
 
-    def materialize(self, table: pd.DataFrame) -> Materialized:
-        """Load the offline rows newer than the last materialization into the online store.
+    def materialize(self, table: pd.DataFrame, full: bool = False) -> Materialized:
+        """Load the offline rows newer than the last materialization into the online store, or
+        all of them when ``full`` (the view's features changed) or on the first load.
 
-        The first load covers the whole table: Feast's incremental mode would start at now
-        minus the TTL and so load nothing of a historical table.
+        The first load names its range: Feast's incremental mode would start at now minus the
+        TTL and so load nothing of a historical table.
         """
         newest = table[TIMESTAMP_FIELD].max().to_pydatetime() + timedelta(seconds=1)
         previous = self.last_materialized()
-        if previous is None:
+        if previous is None or full:
             start = table[TIMESTAMP_FIELD].min().to_pydatetime() - timedelta(seconds=1)
             with _quiet():
                 self.store.materialize(start_date=start, end_date=newest, feature_views=[FEATURE_VIEW])
@@ -277,6 +314,7 @@ class FeatureStoreAdapter:
 
     def _service(self) -> Any:
         if self._feature_service is None:
+            import_feast()
             from feast.errors import FeatureServiceNotFoundException
 
             try:

@@ -34,8 +34,8 @@ def refresh_feature_store(context: Context) -> FeatureRefresh:
     if table.empty:
         raise LookupError("no stored prices with enough history for features; run `stockcast ingest` first")
     url = context.artifacts.write_parquet(OFFLINE_TABLE_KEY, table)
-    context.feature_store.apply()
-    materialized = context.feature_store.materialize(table)
+    changed = context.feature_store.apply()
+    materialized = context.feature_store.materialize(table, full=changed)
     return FeatureRefresh(url, len(table), table["ticker"].nunique(), materialized)
 
 

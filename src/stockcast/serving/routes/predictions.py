@@ -1,0 +1,42 @@
+"""The forecast log: what was forecast, by which model, and, once known, what happened."""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from stockcast.serving.deps import READ_ACCESS, StateDep
+from stockcast.serving.schemas import LoggedForecast, PredictionsPage
+
+
+def _clean(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def build_router() -> APIRouter:
+    """A router per app: FastAPI's included routers must not be shared between app instances."""
+    router = APIRouter(tags=["forecast log"], dependencies=READ_ACCESS)
+
+    @router.get("/predictions", response_model=PredictionsPage)
+    def predictions(
+        state: StateDep,
+        ticker: str | None = None,
+        start: Annotated[date | None, Query(alias="from", description="First target date.")] = None,
+        end: Annotated[date | None, Query(alias="to", description="Last target date.")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> PredictionsPage:
+        """Logged forecasts by target date, with actuals and errors once they are known."""
+        frame = state.context.store.load_forecasts(
+            ticker=ticker.upper() if ticker else None, start=start, end=end, limit=limit + 1, offset=offset
+        )
+        rows = frame.drop(columns=["id", "features"]).to_dict(orient="records")
+        items = [LoggedForecast(**{key: _clean(value) for key, value in row.items()}) for row in rows[:limit]]
+        return PredictionsPage(
+            items=items, limit=limit, offset=offset, next_offset=offset + limit if len(rows) > limit else None
+        )
+
+    return router

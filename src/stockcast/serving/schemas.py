@@ -1,0 +1,133 @@
+"""Request and response bodies of the API, with examples for /docs."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from stockcast.features.build import MIN_HISTORY
+
+
+class ErrorBody(BaseModel):
+    """Every error answer has this shape."""
+
+    code: str = Field(examples=["not_found"])
+    message: str = Field(examples=["unknown ticker ZZZ; served tickers: AAPL, MSFT"])
+    details: Any = None
+
+
+class Interval(BaseModel):
+    lower: float
+    upper: float
+    level: float = Field(examples=[0.9])
+
+
+class ModelRef(BaseModel):
+    name: str = Field(examples=["stockcast-AAPL"])
+    version: str = Field(examples=["3"])
+    kind: str = Field(examples=["ridge"])
+
+
+class ForecastResponse(BaseModel):
+    ticker: str = Field(examples=["AAPL"])
+    as_of: date = Field(description="Date of the bar the features describe.")
+    target_date: date = Field(description="The session whose close is forecast.")
+    predicted_close: float = Field(examples=[430.9])
+    interval: Interval
+    model: ModelRef
+    request_id: str
+
+
+class ForecastRequest(BaseModel):
+    ticker: str = Field(examples=["AAPL"], min_length=1, max_length=32)
+    recent_prices: list[float] | None = Field(
+        default=None,
+        description=(
+            f"What-if: the most recent closes, oldest first (at least {MIN_HISTORY}); features are "
+            "computed from them by the same code as training, ending at the ticker's current as-of date."
+        ),
+    )
+
+    @field_validator("recent_prices")
+    @classmethod
+    def _enough_positive_prices(cls, prices: list[float] | None) -> list[float] | None:
+        if prices is None:
+            return None
+        if len(prices) < MIN_HISTORY:
+            raise ValueError(f"recent_prices needs at least {MIN_HISTORY} closes, got {len(prices)}")
+        if any(not 0 < price < float("inf") for price in prices):
+            raise ValueError("recent_prices must all be positive, finite numbers")
+        return prices
+
+
+class BatchRequest(BaseModel):
+    tickers: list[str] = Field(min_length=1, examples=[["AAPL", "MSFT"]])
+
+
+class BatchItem(BaseModel):
+    ticker: str
+    forecast: ForecastResponse | None = None
+    error: ErrorBody | None = None
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchItem]
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+    champions: dict[str, str] = Field(examples=[{"AAPL": "3"}])
+    problems: list[str] = Field(default_factory=list)
+
+
+class LoggedForecast(BaseModel):
+    request_id: str
+    ticker: str
+    as_of: date
+    target_date: date
+    predicted_close: float
+    lower: float
+    upper: float
+    level: float
+    model_name: str
+    model_version: str
+    model_kind: str
+    origin: str
+    created_at: datetime
+    actual_close: float | None = None
+    error: float | None = None
+
+
+class PredictionsPage(BaseModel):
+    items: list[LoggedForecast]
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="Offset of the next page; null on the last page.")
+
+
+class VersionSummary(BaseModel):
+    version: str
+    kind: str
+    spec: str
+    rmse: float | None = None
+    naive_rmse: float | None = None
+    skill_vs_naive: float | None = None
+    coverage: float | None = None
+    directional_accuracy: float | None = None
+    data_end: str | None = None
+    decision_reason: str | None = None
+
+
+class TickerModels(BaseModel):
+    ticker: str
+    champion: VersionSummary | None
+    challenger: VersionSummary | None = None
+    served_version: str | None = Field(default=None, description="The version this API process answers with.")
+
+
+class RollbackResponse(BaseModel):
+    ticker: str
+    champion_version: str
+    reason: str

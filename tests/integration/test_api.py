@@ -1,0 +1,181 @@
+"""The serving API: every route's success and failure, auth, the error shape, hot reload of
+champions, metrics, request ids and access logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+from tests.series import autocorrelated_bars, regime_flip_bars
+
+from stockcast.context import Context
+from stockcast.features.offline import refresh_feature_store
+from stockcast.pipeline import train_many
+from stockcast.registry.champion import promote
+from stockcast.settings import load_settings
+
+KEY = "k-0123456789abcdef-test"
+SETTINGS = {"backtest_days": 100, "min_train_days": 150, "refit_every_days": 50, "models": "naive,ridge"}
+
+
+def train_on(context: Context, bars) -> str:
+    context.store.upsert_prices(bars)
+    refresh_feature_store(context)
+    reports, failures = train_many(context, ["AAA"], force=True)
+    assert not failures
+    return reports[0].version
+
+
+@pytest.fixture
+def context():
+    return Context(
+        load_settings(
+            tickers="AAA", api_keys=f"{KEY},another-key-0123456789", batch_max_tickers=3, **SETTINGS
+        )
+    )
+
+
+@pytest.fixture
+def versions(context):
+    """Two versions: momentum ridge first, then naive promoted over it on the reversal."""
+    first = train_on(context, autocorrelated_bars(600, phi=0.6))
+    second = train_on(context, regime_flip_bars())
+    assert context.registry.champion("AAA").version == second
+    return first, second
+
+
+@pytest.fixture
+def client(context, versions):
+    from stockcast.serving.app import create_app
+
+    with TestClient(create_app(context.settings)) as client:
+        yield client
+
+
+def test_errors_have_one_shape(client):
+    missing = client.get("/predict/ZZZ")
+    assert missing.status_code == 404
+    assert set(missing.json()) == {"code", "message", "details"} and missing.json()["code"] == "not_found"
+    invalid = client.post("/predict", json={"nope": 1})
+    assert invalid.status_code == 422 and invalid.json()["code"] == "invalid_request"
+    assert "ticker" in invalid.json()["message"]
+
+
+def test_batch_answers_each_ticker_or_its_error(client):
+    answer = client.post("/predict/batch", json={"tickers": ["AAA", "zzz", "aaa"]})
+    assert answer.status_code == 200
+    results = {item["ticker"]: item for item in answer.json()["results"]}
+    assert set(results) == {"AAA", "ZZZ"}
+    assert results["AAA"]["forecast"]["ticker"] == "AAA" and results["AAA"]["error"] is None
+    assert results["ZZZ"]["error"]["code"] == "not_found"
+    too_many = client.post("/predict/batch", json={"tickers": ["A", "B", "C", "D"]})
+    assert too_many.status_code == 422 and "at most 3" in too_many.json()["message"]
+
+
+def test_predictions_are_paged_and_filtered(client):
+    served = [client.get("/predict/AAA").json()["request_id"] for _ in range(3)]
+    first = client.get("/predictions", params={"ticker": "aaa", "limit": 2}).json()
+    assert len(first["items"]) == 2 and first["next_offset"] == 2
+    second = client.get("/predictions", params={"ticker": "AAA", "limit": 2, "offset": 2}).json()
+    assert second["next_offset"] is None
+    listed = [item["request_id"] for item in first["items"] + second["items"]]
+    assert sorted(listed) == sorted(served)
+    assert all(item["actual_close"] is None for item in first["items"])
+    assert client.get("/predictions", params={"from": "2100-01-01"}).json()["items"] == []
+    assert client.get("/predictions", params={"from": "not-a-date"}).status_code == 422
+
+
+def test_models_show_champion_and_challenger(client, versions):
+    _, second = versions
+    everything = client.get("/models").json()
+    assert [entry["ticker"] for entry in everything] == ["AAA"]
+    aaa = client.get("/models/aaa").json()
+    assert aaa["champion"]["version"] == second and aaa["served_version"] == second
+    assert aaa["champion"]["kind"] == "naive" and aaa["champion"]["rmse"] > 0
+    assert client.get("/models/ZZZ").status_code == 404
+
+
+def test_rollback_needs_a_valid_key_and_takes_effect_at_once(client, versions):
+    first, _ = versions
+    assert client.post("/models/AAA/rollback").status_code == 401
+    assert (
+        client.post("/models/AAA/rollback", headers={"X-API-Key": "wrong-key-0123456789"}).status_code == 403
+    )
+    answer = client.post("/models/AAA/rollback", headers={"Authorization": f"Bearer {KEY}"})
+    assert answer.status_code == 200 and answer.json()["champion_version"] == first
+    assert client.get("/predict/AAA").json()["model"]["version"] == first
+    again = client.post("/models/AAA/rollback", headers={"X-API-Key": KEY})
+    assert again.status_code == 409 and again.json()["code"] == "conflict"
+
+
+def test_a_promotion_elsewhere_is_picked_up_without_a_restart(client, context, versions):
+    first, second = versions
+    assert client.get("/predict/AAA").json()["model"]["version"] == second
+    promote(context, "AAA", first, force=True)  # as `stockcast models promote --force` would
+    client.app.state.serving.champions.refresh()  # what the refresher thread runs periodically
+    assert client.get("/predict/AAA").json()["model"]["version"] == first
+
+
+def sample_value(text: str, line_prefix: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(line_prefix):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_count_requests_forecasts_and_champions(client, versions):
+    ok = 'stockcast_http_requests_total{method="GET",route="/predict/{ticker}",status="200"}'
+    missing = 'stockcast_http_requests_total{method="GET",route="/predict/{ticker}",status="404"}'
+    served = f'stockcast_forecasts_served_total{{model_version="{versions[1]}",origin="api",ticker="AAA"}}'
+    before = client.get("/metrics").text
+    client.get("/predict/AAA")
+    client.get("/predict/ZZZ")
+    after = client.get("/metrics").text
+    for line, increase in ((ok, 1), (missing, 1), (served, 1)):
+        assert sample_value(after, line) - sample_value(before, line) == increase
+    assert sample_value(after, 'stockcast_champion_version{ticker="AAA"}') == float(versions[1])
+    assert sample_value(after, "stockcast_model_load_seconds_count") >= 1
+    assert (
+        'stockcast_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/predict/{ticker}"}'
+        in after
+    )
+
+
+def test_request_ids_and_access_log_lines(client):
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    access = logging.getLogger("stockcast.access")
+    access.addHandler(handler)
+    try:
+        echoed = client.get("/predict/AAA", headers={"X-Request-ID": "trace-42", "X-API-Key": KEY})
+        generated = client.get("/health")
+    finally:
+        access.removeHandler(handler)
+    assert echoed.headers["X-Request-ID"] == "trace-42"
+    assert len(generated.headers["X-Request-ID"]) == 32
+    from stockcast.serving.observability import JsonFormatter
+
+    lines = [json.loads(JsonFormatter().format(record)) for record in records]
+    assert {line["path"] for line in lines} == {"/predict/AAA", "/health"}
+    assert {"method", "path", "status", "duration_ms", "request_id"} <= set(lines[0])
+    assert all(KEY not in json.dumps(line) for line in lines)
+
+
+def test_reads_can_require_a_key(context, versions):
+    from stockcast.serving.app import create_app
+
+    context.settings.read_requires_key = True
+    with TestClient(create_app(context.settings)) as client:
+        assert client.get("/predict/AAA").status_code == 401
+        assert client.get("/predict/AAA", headers={"X-API-Key": KEY}).status_code == 200
+        assert client.get("/health").status_code == 200  # probes stay open
+
+
+def test_placeholder_api_keys_are_refused_at_start():
+    from stockcast.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="STOCKCAST_API_KEYS"):
+        load_settings(api_keys="change-me")
