@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = []
     batch_max_tickers: int = Field(default=50, ge=1, le=1000)
     champion_refresh_seconds: float = Field(default=30.0, gt=0)
+    # Forecast requests per minute per client (API key, else address); 0 turns the limit off.
+    rate_limit_per_minute: int = Field(default=600, ge=0)
     random_seed: int = 42
 
     @field_validator("tickers", mode="before")

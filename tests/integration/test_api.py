@@ -179,3 +179,49 @@ def test_placeholder_api_keys_are_refused_at_start():
 
     with pytest.raises(SettingsError, match="STOCKCAST_API_KEYS"):
         load_settings(api_keys="change-me")
+
+
+def test_training_job_runs_in_the_background_and_its_promotion_is_served(client, context, versions):
+    assert client.post("/train", json={"tickers": ["AAA"]}).status_code == 401
+    assert client.post("/train", json={"tickers": ["ZZZ"]}, headers={"X-API-Key": KEY}).status_code == 422
+    # The prices move back to momentum: the ridge spec wins the gate again.
+    context.store.upsert_prices(autocorrelated_bars(600, phi=0.6))
+    refresh_feature_store(context)
+    accepted = client.post("/train", json={}, headers={"X-API-Key": KEY})
+    assert accepted.status_code == 202 and accepted.json()["status"] in {"queued", "running"}
+    job_id = accepted.json()["id"]
+    client.app.state.serving.jobs.wait(job_id, timeout=120)
+    job = client.get(f"/jobs/{job_id}").json()
+    assert job["status"] == "succeeded" and job["finished_at"]
+    trained = job["result"]["trained"][0]
+    assert trained["ticker"] == "AAA" and trained["promoted"] and trained["version"] not in versions
+    assert client.get("/models/AAA").json()["served_version"] == trained["version"]
+    assert client.get("/predict/AAA").json()["model"]["version"] == trained["version"]
+    assert client.get("/jobs/nope").status_code == 404
+
+
+def test_trainings_of_one_ticker_never_overlap(client, context, versions):
+    from stockcast.serving.jobs import JobRunner
+
+    runner: JobRunner = client.app.state.serving.jobs
+    ids = [runner.submit_training(["AAA"]) for _ in range(2)]
+    for job_id in ids:
+        runner.wait(job_id, timeout=120)
+    spans = [context.store.get_job(job_id) for job_id in ids]
+    assert all(span["status"] == "succeeded" for span in spans)
+    earlier, later = sorted(spans, key=lambda span: span["started_at"])
+    assert earlier["finished_at"] <= later["started_at"]
+
+
+def test_forecast_routes_are_rate_limited_per_client(context, versions):
+    from stockcast.serving.app import create_app
+
+    context.settings.rate_limit_per_minute = 2
+    with TestClient(create_app(context.settings)) as client:
+        assert [client.get("/predict/AAA").status_code for _ in range(2)] == [200, 200]
+        limited = client.get("/predict/AAA")
+        assert limited.status_code == 429 and limited.json()["code"] == "rate_limited"
+        assert int(limited.headers["Retry-After"]) == 30
+        # another client (its own key) has its own allowance; other routes are not limited
+        assert client.get("/predict/AAA", headers={"X-API-Key": KEY}).status_code == 200
+        assert client.get("/models/AAA").status_code == 200

@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from fastapi import Depends
 
     from stockcast.serving.observability import Metrics, RequestMiddleware, configure_access_log, record_route
-    from stockcast.serving.routes import health, models, predict, predictions
+    from stockcast.serving.routes import health, jobs, models, predict, predictions
 
     metrics = Metrics()
     config = settings or load_settings()
@@ -78,6 +78,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else:
             state.champions.refresh()
             _ = context.feature_store.store  # open the feature registry before the first request
+        from stockcast.serving.jobs import JobRunner
+        from stockcast.serving.ratelimit import RateLimiter
+
+        state.jobs = JobRunner(context, on_finished=state.champions.refresh)
+        state.limiter = RateLimiter(config.rate_limit_per_minute)
         state.start_refresher(config.champion_refresh_seconds)
         app.state.serving = state
         yield
@@ -100,6 +105,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(RequestMiddleware, metrics=metrics)
     _install_error_handlers(app)
-    for module in (health, predict, predictions, models):
+    for module in (health, predict, predictions, models, jobs):
         app.include_router(module.build_router())
     return app

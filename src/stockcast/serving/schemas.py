@@ -131,3 +131,22 @@ class RollbackResponse(BaseModel):
     ticker: str
     champion_version: str
     reason: str
+
+
+class TrainRequest(BaseModel):
+    tickers: list[str] | None = Field(default=None, description="Served tickers to train; all when omitted.")
+    tune_trials: int = Field(default=0, ge=0, le=100, description="Optuna trials per tunable candidate.")
+
+
+class Job(BaseModel):
+    id: str
+    kind: str = Field(examples=["train"])
+    tickers: list[str]
+    status: str = Field(examples=["succeeded"], description="queued, running, succeeded or failed")
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: dict[str, Any] | None = Field(
+        default=None, description="Versions trained and promotion decisions."
+    )
+    error: str | None = None

@@ -85,6 +85,8 @@ class ServingState:
     champions: ChampionCache
     metrics: Metrics
     keys: ApiKeys
+    jobs: Any = None
+    limiter: Any = None
     problems: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -97,3 +99,5 @@ class ServingState:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.jobs is not None:
+            self.jobs.shutdown()

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, and_, create_engine, event, func, select
 from sqlalchemy.exc import OperationalError
 
 from stockcast.ingest.bars import BAR_COLUMNS
-from stockcast.store.schema import forecasts, prices, promotions
+from stockcast.store.schema import forecasts, jobs, prices, promotions
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 FORECAST_COLUMNS = [column.name for column in forecasts.columns]
@@ -215,6 +215,34 @@ class Store:
             query = query.where(promotions.c.ticker == ticker)
         with self.engine.connect() as connection:
             return pd.DataFrame(connection.execute(query).fetchall(), columns=PROMOTION_COLUMNS)
+
+    # -- jobs -------------------------------------------------------------------------------
+    def create_job(self, job_id: str, kind: str, tickers: list[str]) -> None:
+        row = {
+            "id": job_id,
+            "kind": kind,
+            "tickers": json.dumps(tickers),
+            "status": "queued",
+            "created_at": datetime.now(UTC),
+        }
+        with self.engine.begin() as connection:
+            connection.execute(jobs.insert(), [row])
+
+    def update_job(self, job_id: str, **changes: Any) -> None:
+        if "result" in changes and not isinstance(changes["result"], str | None):
+            changes["result"] = json.dumps(changes["result"], default=str)
+        with self.engine.begin() as connection:
+            connection.execute(jobs.update().where(jobs.c.id == job_id).values(**changes))
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        if row is None:
+            return None
+        job = dict(row)
+        job["tickers"] = json.loads(job["tickers"])
+        job["result"] = json.loads(job["result"]) if job["result"] else None
+        return job
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -82,3 +82,18 @@ promotions = Table(
     Column("reason", Text, nullable=False),
     Index("ix_promotions_ticker_decided", "ticker", "decided_at"),
 )
+
+# Background work started through the API (training), with its outcome.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("tickers", Text, nullable=False),  # JSON list
+    Column("status", String(16), nullable=False),  # queued, running, succeeded, failed
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("result", Text),  # JSON
+    Column("error", Text),
+)

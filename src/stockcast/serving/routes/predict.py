@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from stockcast.serving.deps import READ_ACCESS, StateDep
+from stockcast.serving.deps import RATE_LIMITED, READ_ACCESS, StateDep
 from stockcast.serving.forecasts import champion_for, forecast_and_log, online_features, what_if_features
 from stockcast.serving.schemas import (
     BatchItem,
@@ -18,6 +18,7 @@ from stockcast.serving.schemas import (
 )
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    429: {"model": ErrorBody, "description": "Rate limit exceeded; see Retry-After."},
     404: {"model": ErrorBody},
     422: {"model": ErrorBody},
     503: {"model": ErrorBody},
@@ -26,7 +27,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 def build_router() -> APIRouter:
     """A router per app: FastAPI's included routers must not be shared between app instances."""
-    router = APIRouter(tags=["forecasts"], dependencies=READ_ACCESS)
+    router = APIRouter(tags=["forecasts"], dependencies=READ_ACCESS + RATE_LIMITED)
 
     @router.get("/predict/{ticker}", response_model=ForecastResponse, responses=ERRORS)
     def predict(ticker: str, state: StateDep) -> ForecastResponse:
