@@ -361,8 +361,11 @@ def serve(
         str | None, typer.Option(help="Interface to bind (default STOCKCAST_HOST, 127.0.0.1).")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default STOCKCAST_PORT, 8000).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (default STOCKCAST_WORKERS, 1).")
+    ] = None,
 ) -> None:
-    """Start the HTTP API (FastAPI under uvicorn)."""
+    """Start the HTTP API (FastAPI under uvicorn); OpenAPI at /docs."""
     import uvicorn
 
     settings: Settings = _guarded(load_settings)
@@ -371,7 +374,9 @@ def serve(
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
+        workers=workers or settings.workers,
         log_level="warning",
+        access_log=False,  # stockcast writes its own JSON line per request
     )
 
 
