@@ -67,3 +67,13 @@ def test_bad_symbol_and_bad_dates_are_named(monkeypatch):
 def test_dotenv_file_is_read(isolated_environment):
     (isolated_environment / ".env").write_text("STOCKCAST_TICKERS=IBM\n")
     assert load_settings().tickers == ["IBM"]
+
+
+def test_the_committed_env_example_is_valid(isolated_environment):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / ".env.example"
+    (isolated_environment / ".env").write_text(example.read_text())
+    settings = load_settings()
+    assert settings.tickers == ["AAPL", "MSFT", "GOOG", "IBM"]
+    assert settings.api_keys == []
