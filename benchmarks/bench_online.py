@@ -29,6 +29,7 @@ def main() -> int:
         os.environ["STOCKCAST_DATA_DIR"] = str(Path(folder) / "data")
         os.environ["STOCKCAST_SOURCE"] = "sample"
         os.environ["STOCKCAST_MODELS"] = "naive,ridge"
+        os.environ["STOCKCAST_RATE_LIMIT_PER_MINUTE"] = "0"  # measure serving, not the limiter
         from fastapi.testclient import TestClient
 
         from stockcast.context import Context
