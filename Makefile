@@ -47,9 +47,11 @@ format: install-dev ## Format and fix what ruff can
 serve: install ## Start the API on 127.0.0.1:8000
 	$(BIN)/stockcast serve
 
-bench: install-dev ## Run the benchmarks and print their figures
+bench: install-dev ## Run the benchmarks and print their figures (installs wrk when missing)
+	bash scripts/test-services.sh wrk
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_online.py
+	$(BIN)/python benchmarks/bench_serving.py
 
 EVALUATION_TICKERS := AAPL,MSFT,AMZN,JPM,XOM,JNJ,PG,KO,PFE,WMT,INTC,CSCO,ORCL,IBM,GE,BA,CAT,MRK,PEP,^GSPC
 evaluate: install ## Backtest every candidate on 20 tickers of ../shared/data and update the README table

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, and_, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, and_, create_engine, event, func, select
 from sqlalchemy.exc import OperationalError
 
 from stockcast.ingest.bars import BAR_COLUMNS
@@ -76,6 +78,18 @@ class Store:
     def __init__(self, url: str):
         self.url = url
         self.engine = _make_engine(url)
+        # SQLite takes one writer at a time and makes the others sleep and retry; threads of
+        # one process (the API under load) queue here instead, in order and without sleeping.
+        self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        if self._write_lock is None:
+            with self.engine.begin() as connection:
+                yield connection
+            return
+        with self._write_lock, self.engine.begin() as connection:
+            yield connection
 
     # -- schema -----------------------------------------------------------------------------
     def upgrade(self) -> None:
@@ -113,7 +127,7 @@ class Store:
             for row in frame.to_dict(orient="records")
         ]
         statement = _upsert(self.engine.dialect.name, prices, rows, ["ticker", "date"], update=True)
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             connection.execute(statement, rows)
         return len(rows)
 
@@ -169,7 +183,7 @@ class Store:
             rows.append(row)
         before = self.count_forecasts()
         statement = _upsert(self.engine.dialect.name, forecasts, rows, ["request_id"], update=False)
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             connection.execute(statement, rows)
         return self.count_forecasts() - before
 
@@ -206,7 +220,7 @@ class Store:
         row = {key: decision.get(key) for key in PROMOTION_COLUMNS if key != "id"}
         row["decided_at"] = row["decided_at"] or datetime.now(UTC)
         row["forced"] = bool(row["forced"])
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             connection.execute(promotions.insert(), [row])
 
     def load_decisions(self, ticker: str | None = None) -> pd.DataFrame:
@@ -225,13 +239,13 @@ class Store:
             "status": "queued",
             "created_at": datetime.now(UTC),
         }
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             connection.execute(jobs.insert(), [row])
 
     def update_job(self, job_id: str, **changes: Any) -> None:
         if "result" in changes and not isinstance(changes["result"], str | None):
             changes["result"] = json.dumps(changes["result"], default=str)
-        with self.engine.begin() as connection:
+        with self._writing() as connection:
             connection.execute(jobs.update().where(jobs.c.id == job_id).values(**changes))
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:

@@ -1,0 +1,196 @@
+"""Serving throughput and latency under a real HTTP load generator (wrk), side by side:
+
+- stockcast's GET /predict/{ticker} (online features, champion, forecast logged, metrics),
+- a bare FastAPI JSON endpoint under the same uvicorn settings,
+- `mlflow models serve` for the same champion (POST /invocations with one feature row).
+
+All on 127.0.0.1, fixed concurrency and duration. Needs `wrk` (Debian package).
+
+    .venv/bin/python benchmarks/bench_serving.py [--seconds 10] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until_ready(
+    url: str, deadline_seconds: float, method: str = "GET", body: bytes | None = None
+) -> float:
+    start = time.perf_counter()
+    while time.perf_counter() - start < deadline_seconds:
+        try:
+            request = urllib.request.Request(
+                url, data=body, method=method, headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=2) as answer:
+                if answer.status == 200:
+                    return time.perf_counter() - start
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} was not ready within {deadline_seconds} s")
+
+
+def run_wrk(url: str, seconds: int, connections: int, script: Path | None = None) -> dict[str, float]:
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if script:
+        command[1:1] = ["-s", str(script)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+
+    def latency_ms(percent: str) -> float:
+        value, unit = re.search(rf"\s{percent}%\s+([\d.]+)(us|ms|s)", output).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "rps": rps,
+        "p50": latency_ms("50"),
+        "p99": latency_ms("99"),
+        "non_2xx": float(errors.group(1)) if errors else 0.0,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("skipped: wrk is not installed (apt-get install wrk)")
+        return 0
+    with tempfile.TemporaryDirectory() as folder:
+        data = Path(folder) / "data"
+        env = {
+            **os.environ,
+            "STOCKCAST_DATA_DIR": str(data),
+            "STOCKCAST_SOURCE": "sample",
+            "STOCKCAST_MODELS": "naive,ridge",
+            "STOCKCAST_TICKERS": "AAPL,MSFT,GOOG,IBM",
+            "STOCKCAST_RATE_LIMIT_PER_MINUTE": "0",
+            "MLFLOW_TRACKING_URI": f"sqlite:///{data / 'mlflow.db'}",
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow serve starts uvicorn by name
+        }
+        subprocess.run([str(BIN / "stockcast"), "run"], env=env, check=True, capture_output=True)
+        ports = {name: free_port() for name in ("stockcast", "bare", "mlflow")}
+        logs = open(Path(folder) / "servers.log", "w")  # noqa: SIM115 - closed below
+        servers = [
+            subprocess.Popen(
+                [str(BIN / "stockcast"), "serve", "--port", str(ports["stockcast"])],
+                env=env,
+                stdout=logs,
+                stderr=logs,
+            ),
+            subprocess.Popen(
+                [
+                    str(BIN / "uvicorn"),
+                    "bare_app:app",
+                    "--port",
+                    str(ports["bare"]),
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                ],
+                env=env,
+                cwd=ROOT / "benchmarks",
+                stdout=logs,
+                stderr=logs,
+            ),
+            subprocess.Popen(
+                [
+                    str(BIN / "mlflow"),
+                    "models",
+                    "serve",
+                    "-m",
+                    "models:/stockcast-AAPL@champion",
+                    "--env-manager",
+                    "local",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(ports["mlflow"]),
+                ],
+                env=env,
+                stdout=logs,
+                stderr=logs,
+            ),
+        ]
+        try:
+            from stockcast.context import Context
+            from stockcast.features.feature_store import TIMESTAMP_FIELD
+            from stockcast.registry.pyfunc_model import INPUT_COLUMNS
+            from stockcast.settings import load_settings
+
+            os.environ.update({k: v for k, v in env.items() if k.startswith(("STOCKCAST_", "MLFLOW_"))})
+            online = (
+                Context(load_settings())
+                .feature_store.online(["AAPL"])
+                .drop(columns=[TIMESTAMP_FIELD, "ticker"])
+            )
+            row = online[INPUT_COLUMNS]
+            invocation = json.dumps(
+                {"dataframe_split": {"columns": INPUT_COLUMNS, "data": row.to_numpy().tolist()}}
+            )
+            script = Path(folder) / "post.lua"
+            script.write_text(
+                'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                f"wrk.body = [[{invocation}]]\n"
+            )
+            wait_until_ready(f"http://127.0.0.1:{ports['stockcast']}/health", 120)
+            wait_until_ready(f"http://127.0.0.1:{ports['bare']}/predict/AAPL", 60)
+            wait_until_ready(
+                f"http://127.0.0.1:{ports['mlflow']}/invocations", 180, "POST", invocation.encode()
+            )
+            results = {
+                "stockcast GET /predict/AAPL": run_wrk(
+                    f"http://127.0.0.1:{ports['stockcast']}/predict/AAPL", args.seconds, args.connections
+                ),
+                "bare FastAPI JSON endpoint": run_wrk(
+                    f"http://127.0.0.1:{ports['bare']}/predict/AAPL", args.seconds, args.connections
+                ),
+                "mlflow models serve /invocations": run_wrk(
+                    f"http://127.0.0.1:{ports['mlflow']}/invocations", args.seconds, args.connections, script
+                ),
+            }
+        finally:
+            for server in servers:
+                server.terminate()
+            for server in servers:
+                server.wait(timeout=30)
+            logs.close()
+    print(
+        f"serving under wrk: {args.connections} connections, {args.seconds} s each, 1 uvicorn worker, 127.0.0.1"
+    )
+    for name, figures in results.items():
+        print(
+            f"  {name:34s} {figures['rps']:9.0f} req/s   p50 {figures['p50']:7.2f} ms   p99 {figures['p99']:7.2f} ms   non-2xx {figures['non_2xx']:.0f}"
+        )
+    ours, bare, mlflow_serve = results.values()
+    print(f"  throughput stockcast / bare      {ours['rps'] / bare['rps']:6.2f}  (goal >= 0.5)")
+    print(f"  p99 stockcast / bare             {ours['p99'] / bare['p99']:6.2f}  (goal <= 3)")
+    print(f"  throughput stockcast / mlflow    {ours['rps'] / mlflow_serve['rps']:6.2f}  (goal >= 2)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
