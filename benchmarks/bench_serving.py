@@ -154,7 +154,7 @@ def main() -> int:
             script = Path(folder) / "post.lua"
             script.write_text(
                 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                f"wrk.body = [[{invocation}]]\n"
+                f"wrk.body = [==[{invocation}]==]\n"  # a level-2 long string: the JSON contains ]]
             )
             wait_until_ready(f"http://127.0.0.1:{ports['stockcast']}/health", 120)
             wait_until_ready(f"http://127.0.0.1:{ports['bare']}/predict/AAPL", 60)
