@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import date, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -46,12 +47,22 @@ def calendar_name_for(ticker: str) -> str:
     return DEFAULT_CALENDAR
 
 
+_calendar_lock = threading.Lock()
+
+
 @lru_cache(maxsize=32)
-def get_calendar(name: str) -> exchange_calendars.ExchangeCalendar:
+def _build_calendar(name: str) -> exchange_calendars.ExchangeCalendar:
     import exchange_calendars
 
     # The default window starts 20 years back; bundled history reaches back to 2000.
     return exchange_calendars.get_calendar(name, start="1995-01-01")
+
+
+def get_calendar(name: str) -> exchange_calendars.ExchangeCalendar:
+    """A calendar, built once per process. Building one takes about a second; the lock keeps
+    concurrent first requests from each building their own."""
+    with _calendar_lock:
+        return _build_calendar(name)
 
 
 def calendar_for(ticker: str) -> exchange_calendars.ExchangeCalendar:

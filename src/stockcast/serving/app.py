@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from stockcast.calendars import calendar_for
         from stockcast.context import Context
         from stockcast.serving.security import ApiKeys
         from stockcast.serving.state import ChampionCache, ServingState
@@ -78,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else:
             state.champions.refresh()
             _ = context.feature_store.store  # open the feature registry before the first request
+            for ticker in config.tickers:
+                calendar_for(ticker)  # build the exchange calendars before the first request
         from stockcast.serving.jobs import JobRunner
         from stockcast.serving.ratelimit import RateLimiter
 
