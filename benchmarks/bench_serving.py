@@ -52,6 +52,11 @@ def wait_until_ready(
 
 
 def run_wrk(url: str, seconds: int, connections: int, script: Path | None = None) -> dict[str, float]:
+    """A 2-second warm-up at the same concurrency, then the measured run."""
+    warm_up = ["wrk", "-t2", f"-c{connections}", "-d2s", url]
+    if script:
+        warm_up[1:1] = ["-s", str(script)]
+    subprocess.run(warm_up, capture_output=True, check=True)
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if script:
         command[1:1] = ["-s", str(script)]

@@ -43,9 +43,12 @@ def _make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            # WAL lets the API read while a batch job writes.
+            # WAL lets the API read while a batch job writes. With WAL, synchronous=NORMAL keeps
+            # every commit through a crash of the process (not of the machine's power) and
+            # spares an fsync per forecast logged.
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
