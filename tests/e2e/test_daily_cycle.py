@@ -95,13 +95,16 @@ def test_api_serves_the_champion_and_logs_what_it_served(first_run):
     assert served["origin"].iloc[0] == "api"
 
 
-def test_health_is_503_without_champions(tmp_path):
+def test_health_and_ready_are_503_without_champions_while_live_answers(tmp_path):
     from stockcast.serving.app import create_app
 
     settings = load_settings(data_dir=str(tmp_path / "empty"), tickers="AAPL")
     with TestClient(create_app(settings)) as client:
         health = client.get("/health")
-    assert health.status_code == 503
+        ready = client.get("/ready")
+        live = client.get("/live")
+    assert health.status_code == 503 and ready.status_code == 503
+    assert live.status_code == 200  # the process is up: restarting it would not help
     assert "no champion" in " ".join(health.json()["problems"])
 
 

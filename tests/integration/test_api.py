@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from tests.series import autocorrelated_bars, regime_flip_bars
@@ -225,3 +226,72 @@ def test_forecast_routes_are_rate_limited_per_client(context, versions):
         # another client (its own key) has its own allowance; other routes are not limited
         assert client.get("/predict/AAA", headers={"X-API-Key": KEY}).status_code == 200
         assert client.get("/models/AAA").status_code == 200
+
+
+def test_every_served_forecast_is_logged_with_its_features(client, context):
+    closes = [50.0 + 0.1 * day for day in range(60)]
+    served = [
+        client.get("/predict/AAA").json(),
+        client.post("/predict", json={"ticker": "aaa"}).json(),
+        client.post("/predict", json={"ticker": "AAA", "recent_prices": closes}).json(),
+        *[
+            item["forecast"]
+            for item in client.post("/predict/batch", json={"tickers": ["AAA"]}).json()["results"]
+        ],
+    ]
+    logged = context.store.load_forecasts(ticker="AAA").set_index("request_id")
+    assert set(logged.index) == {answer["request_id"] for answer in served}
+    for answer in served:
+        row = logged.loc[answer["request_id"]]
+        assert row["predicted_close"] == answer["predicted_close"]
+        assert row["model_version"] == answer["model"]["version"]
+        assert str(row["as_of"]) == answer["as_of"]
+        assert json.loads(row["features"])["ret_lag_1"] is not None
+    assert logged.loc[served[2]["request_id"], "origin"] == "what-if"
+    assert served[2]["predicted_close"] != served[0]["predicted_close"]
+
+
+def test_a_forecast_that_cannot_be_logged_is_not_served(client, context):
+    from sqlalchemy import text
+
+    assert client.get("/predict/AAA").status_code == 200
+    with context.store.engine.begin() as connection:
+        connection.execute(text("ALTER TABLE forecasts RENAME TO forecasts_away"))
+    try:
+        refused = client.get("/predict/AAA")
+        batch = client.post("/predict/batch", json={"tickers": ["AAA"]})
+    finally:
+        with context.store.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE forecasts_away RENAME TO forecasts"))
+    assert refused.status_code == 503 and refused.json()["code"] == "unavailable"
+    assert "not served" in refused.json()["message"] and "predicted_close" not in refused.text
+    assert batch.status_code == 503
+    assert len(context.store.load_forecasts(ticker="AAA")) == 1
+    assert client.get("/predict/AAA").status_code == 200
+
+
+def test_newly_materialized_features_are_served_within_the_refresh_window(client, context):
+    import time
+
+    before = client.get("/predict/AAA").json()
+    bars = context.store.load_prices(["AAA"])
+    newest = bars.iloc[[-1]].copy()
+    newest["date"] = newest["date"] + pd.offsets.BDay(1)
+    newest["close"] = newest["close"] * 1.02
+    newest["high"] = newest[["high", "close"]].max(axis=1)
+    context.store.upsert_prices(newest)
+    refresh_feature_store(context)
+    kept = client.get("/predict/AAA").json()
+    assert kept["as_of"] == before["as_of"] and kept["predicted_close"] == before["predicted_close"]
+    cache = client.app.state.serving.forecasts
+    window = context.settings.feature_refresh_seconds
+    cache.clock = lambda: time.monotonic() + window + 1  # the refresh window has passed
+    fresh = client.get("/predict/AAA").json()
+    assert fresh["as_of"] == newest["date"].iloc[0].date().isoformat()
+    assert fresh["target_date"] > before["target_date"]
+
+
+def test_liveness_and_readiness(client):
+    assert client.get("/live").json() == {"status": "alive"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["champions"] == client.get("/health").json()["champions"]

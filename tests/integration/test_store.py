@@ -80,3 +80,39 @@ def test_unopenable_database_is_a_clear_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(StoreUnavailableError, match="cannot open the database"):
         Store(f"sqlite:///{blocker}/nested/store.db").upgrade()
+
+
+def test_the_forecast_log_shares_commits_and_fails_only_the_bad_request(store):
+    from concurrent.futures import wait
+
+    from stockcast.serving.forecast_log import ForecastLog
+
+    writer = ForecastLog(store)
+    try:
+        # While a commit is under way (the store's writer lock held), 400 requests arrive.
+        with store._write_lock:
+            futures = [writer.submit([_forecast(f"r{n}")]) for n in range(400)]
+            assert not any(future.done() for future in futures)  # nothing answered before stored
+        wait(futures)
+        assert all(future.exception() is None for future in futures)
+        assert len(store.load_forecasts(ticker="AAA")) == 400
+        assert writer.commits <= 2  # those waiting together went out in one transaction
+
+        bad = {**_forecast("bad"), "ticker": None}  # violates NOT NULL
+        held = store._write_lock.acquire()  # keep the writer busy so both requests queue together
+        try:
+            first = writer.submit([_forecast("good")])
+            second = writer.submit([bad])
+            third = writer.submit([_forecast("also-good")])
+        finally:
+            if held:
+                store._write_lock.release()
+        assert first.result(10) is None and third.result(10) is None
+        with pytest.raises(Exception, match="NOT NULL"):
+            second.result(10)
+        assert {"good", "also-good"} <= set(store.load_forecasts(ticker="AAA")["request_id"])
+    finally:
+        writer.close()
+    refused = writer.submit([_forecast("late")])
+    with pytest.raises(RuntimeError, match="closed"):
+        refused.result(1)

@@ -3,6 +3,7 @@ resource, one error shape, request ids, metrics and JSON access logs."""
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -81,13 +82,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             _ = context.feature_store.store  # open the feature registry before the first request
             for ticker in config.tickers:
                 calendar_for(ticker)  # build the exchange calendars before the first request
+        from stockcast.serving.forecast_log import ForecastLog
+        from stockcast.serving.forecasts import ForecastCache
         from stockcast.serving.jobs import JobRunner
         from stockcast.serving.ratelimit import RateLimiter
+
+        state.forecasts = ForecastCache(state, config.feature_refresh_seconds)
+        state.forecast_log = ForecastLog(context.store)
 
         state.jobs = JobRunner(context, on_finished=state.champions.refresh)
         state.limiter = RateLimiter(config.rate_limit_per_minute)
         state.start_refresher(config.champion_refresh_seconds)
         app.state.serving = state
+        # Everything loaded so far (libraries, models, calendars) lives as long as the process:
+        # kept out of the collector's sight, full collections stop scanning it under load.
+        gc.collect()
+        gc.freeze()
         yield
         state.stop()
         context.store.dispose()

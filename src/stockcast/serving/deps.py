@@ -11,7 +11,7 @@ from stockcast.serving.security import check_key
 from stockcast.serving.state import ServingState
 
 
-def serving_state(request: Request) -> ServingState:
+async def serving_state(request: Request) -> ServingState:
     state: ServingState = request.app.state.serving
     return state
 
@@ -19,16 +19,16 @@ def serving_state(request: Request) -> ServingState:
 StateDep = Annotated[ServingState, Depends(serving_state)]
 
 
-def require_key(request: Request, state: StateDep) -> None:
+async def require_key(request: Request, state: StateDep) -> None:
     check_key(request, state.keys)
 
 
-def read_access(request: Request, state: StateDep) -> None:
+async def read_access(request: Request, state: StateDep) -> None:
     if state.context.settings.read_requires_key:
         check_key(request, state.keys)
 
 
-def rate_limit(request: Request, state: StateDep) -> None:
+async def rate_limit(request: Request, state: StateDep) -> None:
     """429 with Retry-After once a client (its API key, else its address) exceeds the limit."""
     from fastapi import HTTPException
 

@@ -1,15 +1,78 @@
-"""Serving a forecast: online features (or what-if closes) -> champion -> log -> answer."""
+"""Serving a forecast: online features (or what-if closes) -> champion -> log -> answer.
+
+A forecast is a function of the champion's version and the feature vector, so the API
+computes it once per (ticker, version, online vector) and keeps it: the hot path of
+``GET /predict/{ticker}`` is a dictionary lookup, a fresh request id and the forecast-log
+commit it waits for. The online store is read again after ``feature_refresh_seconds``, and a
+new champion version misses the cache by construction.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 import uuid
-from datetime import date
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from fastapi import HTTPException
 
 from stockcast.serving.schemas import ForecastResponse, Interval, ModelRef
 from stockcast.serving.state import LoadedChampion, ServingState
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from stockcast.forecasting.predict import Forecast
+
+LOG_FAILED = "the forecast could not be logged, so it is not served; try again"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A forecast ready to serve, with the feature values it was made from."""
+
+    forecast: Forecast
+    features: dict[str, float]
+    fetched_at: float
+
+
+class ForecastCache:
+    def __init__(
+        self, state: ServingState, max_age_seconds: float, clock: Callable[[], float] = time.monotonic
+    ):
+        self.state = state
+        self.max_age = max_age_seconds
+        self.clock = clock
+        self._entries: dict[tuple[str, str], Prepared] = {}
+        self._lock = threading.Lock()
+
+    def get(self, ticker: str, loaded: LoadedChampion) -> Prepared | None:
+        """The kept forecast of this champion version, unless it is older than the limit."""
+        entry = self._entries.get((ticker, loaded.version))
+        if entry is None or self.clock() - entry.fetched_at > self.max_age:
+            return None
+        return entry
+
+    def compute(self, ticker: str, loaded: LoadedChampion) -> Prepared:
+        """Read the online vector, check it is fresh, forecast and keep it (blocking I/O)."""
+        from stockcast.forecasting.predict import feature_values, make_forecast
+
+        fetched_at = self.clock()
+        row = online_features(self.state, ticker)
+        prepared = Prepared(
+            forecast=make_forecast(ticker, row, loaded.model, loaded.name, loaded.version),
+            features=feature_values(row),
+            fetched_at=fetched_at,
+        )
+        with self._lock:
+            # Older versions' entries go: a rolled-back-to version is recomputed when it returns.
+            self._entries = {key: value for key, value in self._entries.items() if key[0] != ticker}
+            self._entries[(ticker, loaded.version)] = prepared
+        return prepared
 
 
 def champion_for(state: ServingState, ticker: str) -> LoadedChampion:
@@ -44,6 +107,8 @@ def what_if_features(ticker: str, closes: list[float], as_of: date) -> pd.Series
     """Feature row computed from hypothetical closes ending at ``as_of``, by the same code
     that builds training features. Without highs, lows and volumes, the range and volume
     features take their neutral values."""
+    import pandas as pd
+
     from stockcast.calendars import calendar_for
     from stockcast.features.build import build_features
 
@@ -63,29 +128,64 @@ def what_if_features(ticker: str, closes: list[float], as_of: date) -> pd.Series
     return build_features(bars).iloc[-1]
 
 
-def forecast_and_log(state: ServingState, ticker: str, row: pd.Series, origin: str) -> ForecastResponse:
-    """Forecast with the ticker's champion and log it before answering; a forecast that cannot
-    be logged is not served (503)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
+def what_if(state: ServingState, ticker: str, loaded: LoadedChampion, closes: list[float]) -> Prepared:
     from stockcast.forecasting.predict import feature_values, make_forecast
 
-    loaded = champion_for(state, ticker)
-    forecast = make_forecast(ticker, row, loaded.model, loaded.name, loaded.version)
-    request_id = uuid.uuid4().hex
-    try:
-        state.context.store.log_forecasts([forecast.record(request_id, origin, feature_values(row))])
-    except SQLAlchemyError as error:
-        raise HTTPException(
-            503, "the forecast could not be logged, so it is not served; try again"
-        ) from error
-    state.metrics.forecasts.labels(ticker, loaded.version, origin).inc()
-    return ForecastResponse(
-        ticker=ticker,
-        as_of=forecast.as_of,
-        target_date=forecast.target_date,
-        predicted_close=forecast.predicted_close,
-        interval=Interval(lower=forecast.lower, upper=forecast.upper, level=forecast.level),
-        model=ModelRef(name=forecast.model_name, version=forecast.model_version, kind=forecast.model_kind),
-        request_id=request_id,
+    row = what_if_features(ticker, closes, online_features(state, ticker)["date"].date())
+    return Prepared(
+        forecast=make_forecast(ticker, row, loaded.model, loaded.name, loaded.version),
+        features=feature_values(row),
+        fetched_at=time.monotonic(),
     )
+
+
+def _records(prepared: Sequence[Prepared], origin: str) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    return [
+        {**item.forecast.record(uuid.uuid4().hex, origin, item.features), "created_at": now}
+        for item in prepared
+    ]
+
+
+async def serve(state: ServingState, prepared: Sequence[Prepared], origin: str) -> list[ForecastResponse]:
+    """Log the forecasts (one shared commit with whatever else is being served), then answer;
+    a forecast that cannot be logged is not served (503)."""
+    records = _records(prepared, origin)
+    try:
+        await asyncio.wrap_future(state.forecast_log.submit(records))
+    except Exception as error:
+        raise HTTPException(503, LOG_FAILED) from error
+    return _answers(state, prepared, records, origin)
+
+
+def serve_blocking(state: ServingState, prepared: Sequence[Prepared], origin: str) -> list[ForecastResponse]:
+    """``serve`` for a route that runs in a worker thread."""
+    records = _records(prepared, origin)
+    try:
+        state.forecast_log.submit(records).result()
+    except Exception as error:
+        raise HTTPException(503, LOG_FAILED) from error
+    return _answers(state, prepared, records, origin)
+
+
+def _answers(
+    state: ServingState, prepared: Sequence[Prepared], records: list[dict[str, Any]], origin: str
+) -> list[ForecastResponse]:
+    answers = []
+    for item, record in zip(prepared, records, strict=True):
+        forecast = item.forecast
+        state.metrics.forecasts.labels(forecast.ticker, forecast.model_version, origin).inc()
+        answers.append(
+            ForecastResponse(
+                ticker=forecast.ticker,
+                as_of=forecast.as_of,
+                target_date=forecast.target_date,
+                predicted_close=forecast.predicted_close,
+                interval=Interval(lower=forecast.lower, upper=forecast.upper, level=forecast.level),
+                model=ModelRef(
+                    name=forecast.model_name, version=forecast.model_version, kind=forecast.model_kind
+                ),
+                request_id=record["request_id"],
+            )
+        )
+    return answers

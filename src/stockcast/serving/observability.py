@@ -78,7 +78,7 @@ def configure_access_log() -> None:
 ROUTE_KEY = "stockcast.route"
 
 
-def record_route(request: Request) -> None:
+async def record_route(request: Request) -> None:
     """An app-wide dependency: notes this request's route template (``/predict/{ticker}``) in
     the holder the middleware put into the scope, keeping metric label sets small."""
     route = request.scope.get("route")

@@ -76,6 +76,10 @@ class BatchResponse(BaseModel):
     results: list[BatchItem]
 
 
+class Liveness(BaseModel):
+    status: str = Field(examples=["alive"])
+
+
 class Health(BaseModel):
     status: str = Field(examples=["ok"])
     champions: dict[str, str] = Field(examples=[{"AAPL": "3"}])

@@ -87,6 +87,8 @@ class ServingState:
     keys: ApiKeys
     jobs: Any = None
     limiter: Any = None
+    forecasts: Any = None
+    forecast_log: Any = None
     problems: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -101,3 +103,5 @@ class ServingState:
         self._stop.set()
         if self.jobs is not None:
             self.jobs.shutdown()
+        if self.forecast_log is not None:
+            self.forecast_log.close()

@@ -184,11 +184,11 @@ class Store:
                 row["features"] = json.dumps(row["features"], sort_keys=True)
             row["created_at"] = row["created_at"] or datetime.now(UTC)
             rows.append(row)
-        before = self.count_forecasts()
         statement = _upsert(self.engine.dialect.name, forecasts, rows, ["request_id"], update=False)
+        # RETURNING yields only the rows inserted (a conflicting request id returns nothing),
+        # where a count before and after would scan the whole table twice per call.
         with self._writing() as connection:
-            connection.execute(statement, rows)
-        return self.count_forecasts() - before
+            return len(connection.execute(statement.returning(forecasts.c.request_id), rows).all())
 
     def count_forecasts(self) -> int:
         with self.engine.connect() as connection:

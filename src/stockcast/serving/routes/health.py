@@ -9,17 +9,24 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stockcast.serving.deps import StateDep
-from stockcast.serving.schemas import Health
+from stockcast.serving.schemas import Health, Liveness
 
 
 def build_router() -> APIRouter:
     """A router per app: FastAPI's included routers must not be shared between app instances."""
     router = APIRouter(tags=["operations"])
 
+    @router.get("/live", response_model=Liveness)
+    async def live() -> Liveness:
+        """Liveness: 200 while the process answers at all (the probe that restarts it)."""
+        return Liveness(status="alive")
+
     @router.get("/health", response_model=Health, responses={503: {"model": Health}})
+    @router.get("/ready", response_model=Health, responses={503: {"model": Health}})
     def health(state: StateDep) -> Any:
-        """Ready: 200 when the store answers and at least one champion is loaded; 503 with why.
-        Tickers whose champion could not be loaded are listed in ``problems``."""
+        """Readiness (``/health`` and ``/ready``): 200 when the store answers and at least one
+        champion is loaded; 503 with why. Tickers whose champion could not be loaded are listed
+        in ``problems``. A load balancer routes by this; a restart would not fix what it reports."""
         problems = list(state.problems)
         try:
             state.context.store.ping()
