@@ -295,3 +295,64 @@ def test_liveness_and_readiness(client):
     assert client.get("/live").json() == {"status": "alive"}
     ready = client.get("/ready")
     assert ready.status_code == 200 and ready.json()["champions"] == client.get("/health").json()["champions"]
+
+
+def _bare_state(context: Context):
+    """A serving state as the API's start-up builds it, before any background check."""
+    from stockcast.serving.forecasts import ForecastCache
+    from stockcast.serving.observability import Metrics
+    from stockcast.serving.security import ApiKeys
+    from stockcast.serving.state import ChampionCache, ServingState
+
+    metrics = Metrics()
+    state = ServingState(
+        context=context,
+        champions=ChampionCache(context, context.settings.tickers, metrics),
+        metrics=metrics,
+        keys=ApiKeys([]),
+        snapshot=context.settings.data_dir / "serving" / "snapshot.pkl",
+    )
+    state.forecasts = ForecastCache(state, context.settings.feature_refresh_seconds)
+    return state
+
+
+def test_a_restart_serves_the_last_champions_until_the_registry_is_checked(context, versions):
+    from stockcast.serving.app import create_app
+
+    first, second = versions
+    with TestClient(create_app(context.settings)) as client:
+        served = client.get("/predict/AAA").json()
+    promote(context, "AAA", first, force=True)  # while the API is down
+
+    restarted = _bare_state(Context(context.settings))
+    assert restarted.restore_snapshot()
+    assert restarted.champions.versions() == {"AAA": second}
+    kept = restarted.forecasts.get("AAA", restarted.champions.get("AAA"))
+    assert kept is not None and kept.forecast.predicted_close == served["predicted_close"]
+
+    assert restarted.champions.refresh() == ["AAA"]  # what the background check does
+    assert restarted.champions.versions() == {"AAA": first}
+    assert restarted.forecasts.get("AAA", restarted.champions.get("AAA")) is None  # made by the old one
+
+    with TestClient(create_app(context.settings)) as client:
+        assert client.get("/ready").status_code == 200
+        answer = client.get("/predict/AAA")
+        assert answer.status_code == 200
+    logged = context.store.load_forecasts(ticker="AAA").set_index("request_id")
+    assert answer.json()["request_id"] in logged.index
+
+
+def test_a_foreign_or_corrupt_snapshot_is_ignored(context, versions, tmp_path):
+    from stockcast.serving.app import create_app
+
+    with TestClient(create_app(context.settings)):
+        pass
+    other_registry = context.settings.model_copy(
+        update={"mlflow_tracking_uri": f"sqlite:///{tmp_path / 'other.db'}"}
+    )
+    assert not _bare_state(Context(other_registry)).restore_snapshot()
+    snapshot = context.settings.data_dir / "serving" / "snapshot.pkl"
+    snapshot.write_bytes(b"not a pickle")
+    assert not _bare_state(Context(context.settings)).restore_snapshot()
+    with TestClient(create_app(context.settings)) as client:  # starts the slow way instead
+        assert client.get("/predict/AAA").status_code == 200

@@ -99,7 +99,9 @@ def served(context):
     assert not failures and len(reports) == 2
     from stockcast.serving.app import create_app
 
-    with TestClient(create_app(context.settings)) as client:
+    # 0: the API reads the online store on every request instead of keeping a forecast for
+    # STOCKCAST_FEATURE_REFRESH_SECONDS, so each write below shows in the next answer.
+    with TestClient(create_app(context.settings.model_copy(update={"feature_refresh_seconds": 0}))) as client:
         yield client
 
 

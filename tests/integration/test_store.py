@@ -116,3 +116,15 @@ def test_the_forecast_log_shares_commits_and_fails_only_the_bad_request(store):
     refused = writer.submit([_forecast("late")])
     with pytest.raises(RuntimeError, match="closed"):
         refused.result(1)
+
+
+def test_migration_files_are_named_by_their_revision(store):
+    """The start-up shortcut reads the head from file names; each must match its revision."""
+    import re
+
+    from stockcast.store.database import MIGRATIONS_DIR, head_revision
+
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        declared = re.search(r'^revision = "([^"]+)"', path.read_text(), re.MULTILINE)
+        assert declared and path.name.startswith(f"{declared.group(1)}_"), path.name
+    assert store.schema_revision() == head_revision()

@@ -8,9 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from stockcast.calendars import exchange_today, next_session
 from stockcast.features.build import FEATURE_COLUMNS
-from stockcast.registry.pyfunc_model import INPUT_COLUMNS, forecast_frame
 
 
 class ForecastUnavailableError(LookupError):
@@ -66,6 +64,8 @@ def batch_request_id(forecast: Forecast) -> str:
 
 def online_row(online: pd.DataFrame, ticker: str) -> pd.Series:
     """A ticker's online vector with its as-of date (the exchange-local session of its stamp)."""
+    from stockcast.calendars import exchange_today
+
     found = online.loc[online["ticker"] == ticker]
     if found.empty or pd.isna(found["event_timestamp"].iloc[0]):
         raise ForecastUnavailableError(f"no online features for {ticker}; run `stockcast features`")
@@ -88,6 +88,10 @@ def check_freshness(ticker: str, as_of: date, newest_bar: date | None, ttl: time
 
 def make_forecast(ticker: str, row: pd.Series, model: Any, model_name: str, model_version: str) -> Forecast:
     """Apply a packaged model (``ForecastModel``) to one complete feature row."""
+    # Imported here: a served ``Forecast`` unpickles without MLflow or the exchange calendars.
+    from stockcast.calendars import next_session
+    from stockcast.registry.pyfunc_model import INPUT_COLUMNS, forecast_frame
+
     frame = pd.DataFrame([row[INPUT_COLUMNS].astype(float).to_numpy()], columns=INPUT_COLUMNS)
     answer = forecast_frame(model.forecaster, model.interval_quantile, frame).iloc[0]
     as_of = pd.Timestamp(row["date"]).date()

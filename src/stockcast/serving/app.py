@@ -3,7 +3,6 @@ resource, one error shape, request ids, metrics and JSON access logs."""
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -61,8 +60,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from stockcast.calendars import calendar_for
         from stockcast.context import Context
+        from stockcast.serving.forecast_log import ForecastLog
+        from stockcast.serving.forecasts import ForecastCache
+        from stockcast.serving.jobs import JobRunner
+        from stockcast.serving.ratelimit import RateLimiter
         from stockcast.serving.security import ApiKeys
         from stockcast.serving.state import ChampionCache, ServingState
 
@@ -72,32 +74,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             champions=ChampionCache(context, config.tickers, metrics),
             metrics=metrics,
             keys=ApiKeys(key.get_secret_value() for key in config.api_keys),
+            snapshot=config.data_dir / "serving" / "snapshot.pkl",
         )
+        state.forecasts = ForecastCache(state, config.feature_refresh_seconds)
+        state.forecast_log = ForecastLog(context.store)
+        state.jobs = JobRunner(context, on_finished=state.champions.refresh)
+        state.limiter = RateLimiter(config.rate_limit_per_minute)
         try:
             context.store.ping()
         except Exception as error:
             state.problems.append(f"store: {error}")
         else:
-            state.champions.refresh()
-            _ = context.feature_store.store  # open the feature registry before the first request
-            for ticker in config.tickers:
-                calendar_for(ticker)  # build the exchange calendars before the first request
-        from stockcast.serving.forecast_log import ForecastLog
-        from stockcast.serving.forecasts import ForecastCache
-        from stockcast.serving.jobs import JobRunner
-        from stockcast.serving.ratelimit import RateLimiter
-
-        state.forecasts = ForecastCache(state, config.feature_refresh_seconds)
-        state.forecast_log = ForecastLog(context.store)
-
-        state.jobs = JobRunner(context, on_finished=state.champions.refresh)
-        state.limiter = RateLimiter(config.rate_limit_per_minute)
+            if state.restore_snapshot():
+                # Ready now with the champions served before the restart; the registry check,
+                # MLflow's import and the feature store's opening happen behind.
+                state.start_background_warm_up()
+            else:
+                state.champions.refresh()
+                state.warm_up()
         state.start_refresher(config.champion_refresh_seconds)
         app.state.serving = state
-        # Everything loaded so far (libraries, models, calendars) lives as long as the process:
-        # kept out of the collector's sight, full collections stop scanning it under load.
-        gc.collect()
-        gc.freeze()
         yield
         state.stop()
         context.store.dispose()

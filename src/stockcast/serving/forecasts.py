@@ -48,14 +48,27 @@ class ForecastCache:
         self.max_age = max_age_seconds
         self.clock = clock
         self._entries: dict[tuple[str, str], Prepared] = {}
+        self._restored: dict[tuple[str, str], Prepared] = {}
+        self.warm = False  # every ticker has been computed once by this process
         self._lock = threading.Lock()
 
     def get(self, ticker: str, loaded: LoadedChampion) -> Prepared | None:
-        """The kept forecast of this champion version, unless it is older than the limit."""
-        entry = self._entries.get((ticker, loaded.version))
-        if entry is None or self.clock() - entry.fetched_at > self.max_age:
-            return None
-        return entry
+        """The kept forecast of this champion version, unless it is older than the limit.
+        Until this process has warmed up, a forecast restored from the last run's snapshot
+        stands in, so requests do not wait for the feature store to open."""
+        key = (ticker, loaded.version)
+        entry = self._entries.get(key)
+        if entry is not None and self.clock() - entry.fetched_at <= self.max_age:
+            return entry
+        if not self.warm:
+            return self._restored.get(key)
+        return None
+
+    def export(self) -> dict[tuple[str, str], Prepared]:
+        return dict(self._entries) or dict(self._restored)
+
+    def adopt(self, entries: dict[tuple[str, str], Prepared]) -> None:
+        self._restored = dict(entries)
 
     def compute(self, ticker: str, loaded: LoadedChampion) -> Prepared:
         """Read the online vector, check it is fresh, forecast and keep it (blocking I/O)."""

@@ -8,10 +8,12 @@ the registry.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from stockcast.serving.observability import Metrics
@@ -21,20 +23,49 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class ServedModel:
+    """What serving uses of a packaged ``ForecastModel``. It holds no MLflow class, so the
+    snapshot of served champions unpickles without importing MLflow."""
+
+    forecaster: Any
+    kind: str
+    interval_quantile: float
+    level: float
+
+    @classmethod
+    def of(cls, packaged: Any) -> ServedModel:
+        return cls(packaged.forecaster, packaged.kind, packaged.interval_quantile, packaged.level)
+
+
+@dataclass(frozen=True)
 class LoadedChampion:
     name: str
     version: str
-    model: Any
+    model: ServedModel
 
 
 class ChampionCache:
+    """The champions one process serves, loaded from the registry and reloaded when an alias
+    moves."""
+
     def __init__(self, context: Any, tickers: list[str], metrics: Metrics):
         self.context = context
         self.tickers = tickers
         self.metrics = metrics
         self._champions: dict[str, LoadedChampion] = {}
         self.problems: dict[str, str] = {}
+        self.verified = False  # the registry has been asked at least once
         self._lock = threading.Lock()
+
+    def adopt(self, champions: dict[str, LoadedChampion]) -> None:
+        """Serve these (from a snapshot) until ``refresh`` has asked the registry."""
+        with self._lock:
+            self._champions = {ticker: champions[ticker] for ticker in self.tickers if ticker in champions}
+            for ticker, loaded in self._champions.items():
+                self.metrics.champion_version.labels(ticker).set(float(loaded.version))
+
+    def all(self) -> dict[str, LoadedChampion]:
+        return dict(self._champions)
 
     def get(self, ticker: str) -> LoadedChampion | None:
         return self._champions.get(ticker)
@@ -62,7 +93,7 @@ class ChampionCache:
                     continue
                 start = time.perf_counter()
                 try:
-                    model = self.context.registry.load(ticker, champion.version)
+                    model = ServedModel.of(self.context.registry.load(ticker, champion.version))
                 except Exception as error:
                     self.problems[ticker] = f"champion v{champion.version} failed to load: {error}"
                     continue
@@ -74,8 +105,10 @@ class ChampionCache:
                 self.metrics.champion_version.labels(ticker).set(float(champion.version))
                 self.problems.pop(ticker, None)
                 changed.append(ticker)
+            self.verified = True
         if changed:
-            log.info("champions loaded: %s", ", ".join(f"{t} v{self._champions[t].version}" for t in changed))
+            described = ", ".join(f"{ticker} v{self._champions[ticker].version}" for ticker in changed)
+            log.info("champions loaded: %s", described)
         return changed
 
 
@@ -90,18 +123,70 @@ class ServingState:
     forecasts: Any = None
     forecast_log: Any = None
     problems: list[str] = field(default_factory=list)
+    snapshot: Path | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
+    _warm_up: threading.Thread | None = None
+
+    def warm_up(self) -> None:
+        """Open what a first forecast needs and make every champion's forecast, so the first
+        requests find them ready. A ticker that cannot be forecast is left to its requests,
+        which say why."""
+        from stockcast.calendars import calendar_for
+
+        _ = self.context.feature_store.store
+        for ticker in self.champions.tickers:
+            calendar_for(ticker)
+        for ticker in self.champions.tickers:
+            loaded = self.champions.get(ticker)
+            if loaded is not None and self.forecasts is not None:
+                try:
+                    self.forecasts.compute(ticker, loaded)
+                except Exception as error:
+                    log.info("no forecast of %s at start: %s", ticker, getattr(error, "detail", error))
+        if self.forecasts is not None:
+            self.forecasts.warm = True
+        self.save_snapshot()
+        # What is loaded now lives as long as the process: kept out of the collector's sight,
+        # full collections stop scanning it and pausing requests under load.
+        gc.collect()
+        gc.freeze()
+
+    def start_background_warm_up(self) -> None:
+        """Ask the registry and warm up behind requests served from the snapshot."""
+
+        def run() -> None:
+            self.champions.refresh()
+            self.warm_up()
+
+        self._warm_up = threading.Thread(target=run, name="serving-warm-up", daemon=True)
+        self._warm_up.start()
 
     def start_refresher(self, every_seconds: float) -> None:
         def loop() -> None:
             while not self._stop.wait(every_seconds):
-                self.champions.refresh()
+                if self.champions.refresh():
+                    self.save_snapshot()
 
         threading.Thread(target=loop, name="champion-refresher", daemon=True).start()
 
+    def save_snapshot(self) -> None:
+        from stockcast.serving.snapshot import save
+
+        if self.snapshot is not None:
+            save(self, self.snapshot)
+
+    def restore_snapshot(self) -> bool:
+        from stockcast.serving.snapshot import restore
+
+        return self.snapshot is not None and restore(self, self.snapshot)
+
     def stop(self) -> None:
         self._stop.set()
+        if self._warm_up is not None:
+            self._warm_up.join(timeout=60)
         if self.jobs is not None:
             self.jobs.shutdown()
         if self.forecast_log is not None:
             self.forecast_log.close()
+        if self.champions.verified:
+            self.save_snapshot()

@@ -77,6 +77,11 @@ def _none_if_nan(value: Any) -> Any:
     return value
 
 
+def head_revision() -> str:
+    """The newest migration's id: migration files are named ``<revision>_<slug>.py``."""
+    return max(path.name.split("_", 1)[0] for path in (MIGRATIONS_DIR / "versions").glob("[0-9]*_*.py"))
+
+
 class Store:
     def __init__(self, url: str):
         self.url = url
@@ -95,8 +100,22 @@ class Store:
             yield connection
 
     # -- schema -----------------------------------------------------------------------------
+    def schema_revision(self) -> str | None:
+        """The migration the database is at (None before the first)."""
+        from sqlalchemy import text
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            with self.engine.connect() as connection:
+                return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except DBAPIError:  # no such table yet (or no database): the full upgrade will say
+            return None
+
     def upgrade(self) -> None:
-        """Bring the schema to the newest migration; safe to run on every start."""
+        """Bring the schema to the newest migration; safe to run on every start. A database
+        already at the head is recognised with one query, without loading Alembic."""
+        if self.schema_revision() == head_revision():
+            return
         from alembic import command
         from alembic.config import Config
 

@@ -33,6 +33,8 @@ def build_router() -> APIRouter:
         except Exception as error:
             problems.append(f"store: {error}")
         problems += [f"{ticker}: {problem}" for ticker, problem in sorted(state.champions.problems.items())]
+        if state.champions.versions() and not state.champions.verified:
+            problems.append("champions restored from the last run's snapshot; checking the registry")
         champions = state.champions.versions()
         healthy = bool(champions) and not any(problem.startswith("store") for problem in problems)
         body = Health(status="ok" if healthy else "unavailable", champions=champions, problems=problems)
