@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,6 +75,10 @@ def _quiet_libraries() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("mlflow", "alembic", "urllib3", "yfinance", "peewee"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    # Libraries' deprecation notices (ibis, evidently) are for their developers, not our users.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently's usage telemetry
 
 
 @contextmanager
@@ -142,18 +147,29 @@ def _main(
 
 @app.command()
 def run(tickers: TickersOption = None, source: SourceOption = None) -> None:
-    """Run one daily cycle: ingest, validate, features, train where needed, forecast."""
+    """Run one daily cycle: ingest, validate, features, train where needed, forecast; then
+    score earlier forecasts, monitor, and retrain what drifted."""
     from stockcast.pipeline import run_cycle
 
     with _reported_failures():
         context = _context(tickers, source)
         names = context.settings.tickers
-        with _progress(2 + 2 * len(names)) as step:
+        with _progress(4 + 2 * len(names)) as step:
             report = run_cycle(context, names, step=step)
     _print_source_note(report.ingest.note if report.ingest else None)
     if report.features:
         _print_refresh(context, report.features)
     _print_cycle(context, report)
+    if report.actuals is not None:
+        _print_actuals(report.actuals)
+    if report.health:
+        _print_health(report.health)
+    for retrained in report.retrained:
+        verdict = "promoted" if retrained.decision.promote else "kept the champion"
+        console.print(
+            f"{retrained.ticker}: drifted, retrained v{retrained.version}: {verdict} — {retrained.decision.reason}",
+            highlight=False,
+        )
     _print_failures(report.failures)
     if not report.forecasts:
         errors.print("[red]error:[/red] no forecast was made", highlight=False)
@@ -355,6 +371,193 @@ def evaluate(
     _print_failures(fetched.failures)
 
 
+@app.command("actuals")
+def actuals_command(tickers: TickersOption = None) -> None:
+    """Score logged forecasts against the closes stored since (safe to rerun)."""
+    from stockcast.monitoring.actuals import fill_actuals
+
+    context = _guarded(lambda: _context(tickers))
+    with _reported_failures():
+        report = fill_actuals(context, context.settings.tickers)
+    _print_actuals(report)
+
+
+def _print_actuals(report: Any) -> None:
+    per_ticker = ", ".join(f"{ticker} {count}" for ticker, count in sorted(report.by_ticker.items()))
+    console.print(
+        f"{report.filled} forecast(s) scored{f' ({per_ticker})' if per_ticker else ''}; "
+        f"{report.still_open} still waiting for their session"
+        + (
+            f"; {report.mapped_to_next_session} scored on the next session after a holiday"
+            if report.mapped_to_next_session
+            else ""
+        ),
+        highlight=False,
+    )
+
+
+@app.command("monitor")
+def monitor_command(
+    tickers: TickersOption = None,
+    reports: Annotated[bool, typer.Option(help="Write the Evidently reports (drift, performance).")] = True,
+) -> None:
+    """Rolling error against the backtest, coverage, direction and data drift per ticker."""
+    from stockcast.monitoring.monitor import monitor
+
+    context = _guarded(lambda: _context(tickers))
+    with _reported_failures():
+        healths = monitor(context, context.settings.tickers, reports=reports)
+    _print_health(healths)
+
+
+def _print_health(healths: list[Any]) -> None:
+    colours = {"ok": "green", "watch": "yellow", "drift": "red", "unknown": "dim"}
+    table = Table(title="Monitoring")
+    for column in (
+        "ticker",
+        "as of",
+        "status",
+        "version",
+        "scored",
+        "rolling RMSE",
+        "backtest RMSE",
+        "ratio",
+        "days above",
+        "coverage",
+        "direction",
+        "drifted features",
+        "report",
+    ):
+        table.add_column(
+            column,
+            justify="left" if column in {"ticker", "status", "drifted features", "report"} else "right",
+            overflow="fold",
+        )
+    for health in healths:
+        figures = health.performance
+        table.add_row(
+            health.ticker,
+            health.as_of.isoformat(),
+            f"[{colours.get(health.status, 'white')}]{health.status}[/]",
+            health.model_version or "-",
+            str(figures.evaluated),
+            _figure(figures.rolling_rmse),
+            _figure(health.backtest_rmse),
+            _figure(figures.ratio, "{:.2f}x"),
+            str(figures.days_above),
+            _figure(figures.coverage, "{:.0%}"),
+            _figure(figures.directional_accuracy, "{:.0%}"),
+            "-"
+            if health.drift_share is None
+            else f"{health.drift_share:.0%} {', '.join(health.drifted_features)}".strip(),
+            health.report_uri or "-",
+        )
+    console.print(table)
+    for health in healths:
+        if health.status != "ok":
+            console.print(f"{health.ticker}: {health.status}: {health.reason}", highlight=False)
+
+
+@app.command("retrain")
+def retrain_command(
+    tickers: Annotated[
+        str | None, typer.Option("--tickers", "-t", help="Retrain these tickers, drifted or not.")
+    ] = None,
+    everything: Annotated[bool, typer.Option("--all", help="Retrain every configured ticker.")] = False,
+) -> None:
+    """Retrain drifted tickers (or the named ones, or --all) through the promotion gate."""
+    from stockcast.pipeline import retrain_drifted, train_many
+
+    context = _guarded(lambda: _context(tickers))
+    names = context.settings.tickers
+    with _reported_failures():
+        if tickers or everything:
+            reports, failures = train_many(context, names, force=True)
+        else:
+            reports, failures = retrain_drifted(context, names)
+    if not reports and not failures:
+        console.print("nothing to retrain: no ticker has drifted (see `stockcast monitor`)")
+    for report in reports:
+        verdict = "promoted to champion" if report.decision.promote else "kept the champion"
+        console.print(
+            f"{report.ticker}: v{report.version} {report.spec_key} {verdict}: {report.decision.reason}",
+            highlight=False,
+        )
+    _print_failures(failures)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command("replay")
+def replay_command(
+    start: Annotated[str, typer.Option(help="First simulated session (YYYY-MM-DD).")],
+    days: Annotated[int, typer.Option(min=1, help="Trading days to simulate.")] = 250,
+    tickers: TickersOption = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where the replay keeps its stores (default: <data dir>/replay).")
+    ] = None,
+    report_every: Annotated[int, typer.Option(min=1, help="Evidently reports every N simulated days.")] = 20,
+) -> None:
+    """Simulate N trading days of production over historical bars, through `run`'s code."""
+    from datetime import date
+
+    from stockcast.monitoring.replay import ReplayError, replay
+
+    context = _guarded(lambda: _context(tickers))
+    settings = context.settings
+    try:
+        first = date.fromisoformat(start)
+    except ValueError:
+        errors.print(f"[red]error:[/red] --start must be a date (YYYY-MM-DD), got {start!r}", highlight=False)
+        raise typer.Exit(1) from None
+    directory = data_dir or settings.data_dir / "replay"
+    with _reported_failures(), _progress(days) as step:
+        try:
+            report = replay(settings, first, days, directory, report_every=report_every, step=step)
+        except ReplayError as error:
+            errors.print(f"[red]error:[/red] {error}", highlight=False)
+            raise typer.Exit(1) from None
+    table = Table(
+        title=f"Replay {report.start} – {report.end}: {report.sessions} sessions in {report.seconds:.0f} s"
+    )
+    for column in (
+        "ticker",
+        "scored",
+        "RMSE",
+        "naive RMSE",
+        "skill",
+        "coverage",
+        "drift days",
+        "first drift",
+        "retrains",
+        "promotions",
+    ):
+        table.add_column(column, justify="left" if column in {"ticker", "first drift"} else "right")
+    for summary in report.tickers:
+        skill = 1 - summary.rmse / summary.naive_rmse if summary.rmse and summary.naive_rmse else None
+        table.add_row(
+            summary.ticker,
+            str(summary.scored),
+            _figure(summary.rmse),
+            _figure(summary.naive_rmse),
+            _figure(skill, "{:+.3f}"),
+            _figure(summary.coverage, "{:.1%}"),
+            str(len(summary.drift_days)),
+            summary.drift_days[0] if summary.drift_days else "-",
+            str(summary.drift_retrains),
+            str(summary.scheduled_retrains),
+            str(summary.promotions),
+        )
+    console.print(table)
+    for decision in report.decisions:
+        verdict = "promoted" if decision["promoted"] else "kept"
+        console.print(
+            f"{str(decision['decided_at'])[:10]} {decision['ticker']}: retrained, {verdict}: {decision['reason']}",
+            highlight=False,
+        )
+    console.print(f"plot: {report.plot}; summary: {report.directory / 'summary.json'}", highlight=False)
+
+
 @app.command()
 def serve(
     host: Annotated[
@@ -468,8 +671,8 @@ def models_history(ticker: Annotated[str, typer.Argument(help="Ticker symbol.")]
     console.print(table)
 
 
-def _figure(value: float | None) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:.4f}"
+def _figure(value: float | None, form: str = "{:.4f}") -> str:
+    return "-" if value is None or math.isnan(value) else form.format(value)
 
 
 @models_app.command("promote")

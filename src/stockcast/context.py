@@ -28,6 +28,10 @@ class Context:
         """The current instant; fixed when a replay or a test injects one."""
         return self._clock or datetime.now(UTC)
 
+    def set_clock(self, instant: datetime | None) -> None:
+        """Move the injected clock (a replay's simulated day); None returns to real time."""
+        self._clock = instant
+
     @cached_property
     def store(self) -> Store:
         from stockcast.store.database import Store

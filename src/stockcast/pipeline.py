@@ -7,6 +7,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pandas as pd
+
 from stockcast.context import Context
 from stockcast.features.feature_store import TTL
 from stockcast.features.offline import FeatureRefresh, historical_training_rows, refresh_feature_store
@@ -20,6 +22,8 @@ from stockcast.forecasting.predict import (
     online_row,
 )
 from stockcast.ingest.ingest import IngestReport, ingest
+from stockcast.monitoring.actuals import ActualsReport, fill_actuals
+from stockcast.monitoring.monitor import TickerHealth, drifted, monitor
 from stockcast.training.backtest import NotEnoughHistoryError
 from stockcast.training.train import TrainingReport, train_ticker
 
@@ -38,13 +42,36 @@ class CycleReport:
     trained: list[TrainingReport] = field(default_factory=list)
     forecasts: list[Forecast] = field(default_factory=list)
     forecasts_logged: int = 0
+    actuals: ActualsReport | None = None
+    health: list[TickerHealth] = field(default_factory=list)
+    retrained: list[TrainingReport] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
 
 
+def _clearly_current(context: Context, ticker: str) -> bool:
+    """True when fewer bars than ``retrain_after_days`` arrived since the champion's data end:
+    its training rows (a subset) cannot be due either, so the feature store need not be read."""
+    champion = context.registry.champion(ticker)
+    if champion is None or "data_end" not in champion.tags:
+        return False
+    data_end = pd.Timestamp(champion.tags["data_end"]).date()
+    newer = context.store.load_prices([ticker], start=data_end)
+    return int((newer["date"].dt.date > data_end).sum()) < context.settings.retrain_after_days
+
+
 def train_many(
-    context: Context, tickers: list[str], force: bool = False, step: Step = _no_step, tune_trials: int = 0
+    context: Context,
+    tickers: list[str],
+    force: bool = False,
+    step: Step = _no_step,
+    tune_trials: int = 0,
+    trigger: str = "manual",
 ) -> tuple[list[TrainingReport], dict[str, str]]:
     """Train each ticker that needs it on point-in-time features from the feature store."""
+    if not force:
+        tickers = [ticker for ticker in tickers if not _clearly_current(context, ticker)]
+    if not tickers:
+        return [], {}
     rows_by_ticker = historical_training_rows(context, tickers)
     reports, failures = [], {}
     for ticker in tickers:
@@ -56,7 +83,9 @@ def train_many(
             )
             continue
         try:
-            report = train_ticker(context, ticker, rows, force=force, tune_trials=tune_trials)
+            report = train_ticker(
+                context, ticker, rows, force=force, tune_trials=tune_trials, trigger=trigger
+            )
         except NotEnoughHistoryError as error:
             failures[ticker] = f"cannot train: {error}"
             continue
@@ -95,8 +124,44 @@ def forecast_many(
     return forecasts, failures, logged
 
 
-def run_cycle(context: Context, tickers: list[str], step: Step = _no_step) -> CycleReport:
-    """Ingest, validate, refresh the feature store, train where needed, forecast."""
+def retrain_drifted(
+    context: Context, tickers: list[str], step: Step = _no_step
+) -> tuple[list[TrainingReport], dict[str, str]]:
+    """Retrain the tickers whose latest verdict is drift, through the one promotion gate. A
+    ticker whose last training saw data up to fewer than ``drift_days`` sessions ago waits:
+    retraining on almost the same data again would change nothing."""
+    candidates = drifted(context, tickers)
+    decisions = context.store.load_decisions()
+    due = []
+    for ticker in candidates:
+        trained = decisions.loc[(decisions["ticker"] == ticker) & (decisions["action"] == "train")]
+        if not trained.empty:
+            latest = trained.iloc[-1]
+            seen = latest["window_end"] if latest["window_end"] is not None else latest["decided_at"]
+            through = pd.Timestamp(seen).date()
+            newer = context.store.load_prices([ticker], start=through)
+            sessions_since = int((newer["date"].dt.date > through).sum())
+            if sessions_since < context.settings.drift_days:
+                log.info(
+                    "%s drifted, but its last training saw data up to %d session(s) ago; waiting",
+                    ticker,
+                    sessions_since,
+                )
+                continue
+        due.append(ticker)
+    if not due:
+        return [], {}
+    for ticker in due:
+        step(f"retraining {ticker}")
+    return train_many(context, due, force=True, trigger="drift")
+
+
+def run_cycle(
+    context: Context, tickers: list[str], step: Step = _no_step, reports: bool = True, html: bool = True
+) -> CycleReport:
+    """Ingest, validate, refresh the feature store, train where needed, forecast; then score
+    the forecasts whose day has come, monitor, and retrain what drifted. Forecasts come first:
+    a slow retraining never delays the day's answers, and a new champion serves tomorrow."""
     report = CycleReport()
     step("ingesting prices")
     report.ingest = ingest(context, tickers)
@@ -110,4 +175,10 @@ def run_cycle(context: Context, tickers: list[str], step: Step = _no_step) -> Cy
     ready = [ticker for ticker in ready if ticker not in training_failures]
     report.forecasts, forecast_failures, report.forecasts_logged = forecast_many(context, ready, step)
     report.failures |= forecast_failures
+    step("scoring forecasts")
+    report.actuals = fill_actuals(context, tickers)
+    step("monitoring")
+    report.health = monitor(context, tickers, reports=reports, html=html)
+    report.retrained, retrain_failures = retrain_drifted(context, ready, step)
+    report.failures |= retrain_failures
     return report

@@ -92,6 +92,18 @@ class Settings(BaseSettings):
     # Forecast requests per minute per client (API key, else address); 0 turns the limit off.
     rate_limit_per_minute: int = Field(default=600, ge=0)
     random_seed: int = 42
+    # Monitoring: drift when the RMSE of the last `drift_window` scored forecasts exceeds
+    # `drift_threshold` x the champion's backtest RMSE on `drift_days` scored days in a row.
+    drift_window: int = Field(default=20, ge=2)
+    drift_threshold: float = Field(default=1.5, gt=0)
+    drift_days: int = Field(default=5, ge=1)
+    # Data drift (Evidently): the last `drift_window` sessions' features against the
+    # `reference_days` sessions the champion was trained on up to its data end.
+    reference_days: int = Field(default=250, ge=20)
+    # Share of drifted features that puts a ticker on watch.
+    drift_share_watch: float = Field(default=0.5, gt=0, le=1)
+    # Prometheus Pushgateway for batch jobs' monitoring gauges, e.g. http://pushgateway:9091.
+    pushgateway_url: str | None = None
 
     @field_validator("tickers", mode="before")
     @classmethod

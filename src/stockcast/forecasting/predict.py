@@ -43,6 +43,7 @@ class Forecast:
             "as_of": self.as_of,
             "target_date": self.target_date,
             "predicted_close": self.predicted_close,
+            "last_close": self.last_close,
             "lower": self.lower,
             "upper": self.upper,
             "level": self.level,

@@ -38,6 +38,7 @@ def apply_decision(
     decision: Decision,
     action: str,
     forced: bool = False,
+    trigger: str | None = None,
 ) -> None:
     """Move the alias the decision calls for, tag the version, and record the decision."""
     registry = context.registry
@@ -64,6 +65,7 @@ def apply_decision(
             "window_start": scores.window_start if scores else None,
             "window_end": scores.window_end if scores else None,
             "reason": decision.reason,
+            "trigger": trigger,
         }
     )
 

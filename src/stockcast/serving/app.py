@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from fastapi import Depends
 
     from stockcast.serving.observability import Metrics, RequestMiddleware, configure_access_log, record_route
-    from stockcast.serving.routes import health, jobs, models, predict, predictions
+    from stockcast.serving.routes import health, jobs, models, monitoring, predict, predictions
 
     metrics = Metrics()
     config = settings or load_settings()
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             keys=ApiKeys(key.get_secret_value() for key in config.api_keys),
             snapshot=config.data_dir / "serving" / "snapshot.pkl",
         )
+        metrics.watch_monitoring(context.store)
         state.forecasts = ForecastCache(state, config.feature_refresh_seconds)
         state.forecast_log = ForecastLog(context.store)
         state.jobs = JobRunner(context, on_finished=state.champions.refresh)
@@ -114,6 +115,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(RequestMiddleware, metrics=metrics)
     _install_error_handlers(app)
-    for module in (health, predict, predictions, models, jobs):
+    for module in (health, predict, predictions, models, monitoring, jobs):
         app.include_router(module.build_router())
     return app

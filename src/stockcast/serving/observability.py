@@ -7,6 +7,7 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import Request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -52,6 +53,18 @@ class Metrics:
             ["ticker"],
             registry=self.registry,
         )
+        self._monitoring: Any = None
+
+    def watch_monitoring(self, store: Any) -> None:
+        """Serve the monitoring table's latest verdicts as gauges, read at each scrape."""
+        if self._monitoring is not None:
+            self.registry.unregister(self._monitoring)
+        from stockcast.monitoring.gauges import MonitoringCollector
+
+        self._monitoring = MonitoringCollector(
+            lambda: store.load_monitoring(latest_only=True), store.last_forecast_times
+        )
+        self.registry.register(self._monitoring)
 
 
 class JsonFormatter(logging.Formatter):

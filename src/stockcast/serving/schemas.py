@@ -100,8 +100,18 @@ class LoggedForecast(BaseModel):
     model_kind: str
     origin: str
     created_at: datetime
-    actual_close: float | None = None
-    error: float | None = None
+    last_close: float | None = Field(default=None, description="The close the forecast was made from.")
+    actual_close: float | None = Field(default=None, description="On the forecast's price basis.")
+    actual_date: date | None = Field(
+        default=None, description="The session scored (after a holiday: the next one)."
+    )
+    error: float | None = Field(default=None, description="actual - predicted")
+    abs_error: float | None = None
+    pct_error: float | None = None
+    covered: bool | None = Field(default=None, description="Whether the interval held the actual.")
+    naive_error: float | None = Field(
+        default=None, description="actual - last close: the naive forecast's error."
+    )
 
 
 class PredictionsPage(BaseModel):
@@ -124,11 +134,58 @@ class VersionSummary(BaseModel):
     decision_reason: str | None = None
 
 
+class DecisionSummary(BaseModel):
+    decided_at: datetime
+    action: str = Field(examples=["train"], description="train, promote or rollback")
+    trigger: str | None = Field(
+        default=None, examples=["drift"], description="first, scheduled, drift or manual"
+    )
+    promoted: bool
+    challenger_version: str | None = None
+    champion_version: str | None = None
+    reason: str
+
+
 class TickerModels(BaseModel):
     ticker: str
     champion: VersionSummary | None
     challenger: VersionSummary | None = None
     served_version: str | None = Field(default=None, description="The version this API process answers with.")
+    decisions: list[DecisionSummary] = Field(
+        default_factory=list, description="The latest decisions, newest first."
+    )
+
+
+class MonitoringDay(BaseModel):
+    as_of: date
+    status: str
+    rmse_ratio: float | None = None
+    coverage: float | None = None
+    drift_share: float | None = None
+
+
+class TickerMonitoring(BaseModel):
+    ticker: str
+    as_of: date
+    status: str = Field(
+        examples=["watch"], description="ok, watch, drift or unknown (too few scored forecasts)"
+    )
+    reason: str | None = None
+    model_version: str | None = None
+    evaluated: int = Field(description="Scored forecasts of this champion.")
+    rolling_rmse: float | None = None
+    rolling_naive_rmse: float | None = None
+    backtest_rmse: float | None = None
+    rmse_ratio: float | None = None
+    days_above: int = 0
+    coverage: float | None = None
+    directional_accuracy: float | None = None
+    mae: float | None = None
+    drift_share: float | None = None
+    drifted_features: list[str] = Field(default_factory=list)
+    report_uri: str | None = None
+    computed_at: datetime
+    history: list[MonitoringDay] = Field(default_factory=list, description="Earlier verdicts, oldest first.")
 
 
 class RollbackResponse(BaseModel):

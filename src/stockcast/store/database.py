@@ -20,11 +20,12 @@ from sqlalchemy import Connection, Engine, and_, create_engine, event, func, sel
 from sqlalchemy.exc import OperationalError
 
 from stockcast.ingest.bars import BAR_COLUMNS
-from stockcast.store.schema import forecasts, jobs, prices, promotions
+from stockcast.store.schema import forecasts, jobs, monitoring, prices, promotions
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 FORECAST_COLUMNS = [column.name for column in forecasts.columns]
 PROMOTION_COLUMNS = [column.name for column in promotions.columns]
+MONITORING_COLUMNS = [column.name for column in monitoring.columns]
 
 
 class StoreUnavailableError(RuntimeError):
@@ -236,6 +237,83 @@ class Store:
             query = query.limit(limit)
         with self.engine.connect() as connection:
             return pd.DataFrame(connection.execute(query).fetchall(), columns=FORECAST_COLUMNS)
+
+    def open_forecasts(self, tickers: Sequence[str] | None = None) -> pd.DataFrame:
+        """Forecasts still waiting for their actual (what-if forecasts are never scored)."""
+        query = select(forecasts).where(forecasts.c.actual_close.is_(None), forecasts.c.origin != "what-if")
+        if tickers is not None:
+            query = query.where(forecasts.c.ticker.in_(list(tickers)))
+        with self.engine.connect() as connection:
+            return pd.DataFrame(
+                connection.execute(query.order_by(forecasts.c.id)).fetchall(), columns=FORECAST_COLUMNS
+            )
+
+    def record_actuals(self, outcomes: Sequence[dict[str, Any]]) -> int:
+        """Write actuals onto their forecasts (by ``id``), in one transaction; a forecast that
+        already has its actual keeps it, so a rerun changes nothing. Returns rows filled."""
+        if not outcomes:
+            return 0
+        from sqlalchemy import bindparam, update
+
+        fields = [
+            "actual_close",
+            "error",
+            "actual_date",
+            "abs_error",
+            "pct_error",
+            "covered",
+            "naive_error",
+            "adjustment",
+            "evaluated_at",
+        ]
+        statement = (
+            update(forecasts)
+            .where(forecasts.c.id == bindparam("forecast_id"), forecasts.c.actual_close.is_(None))
+            .values({name: bindparam(f"new_{name}") for name in fields})
+        )
+        rows = [
+            {"forecast_id": int(outcome["id"]), **{f"new_{name}": outcome[name] for name in fields}}
+            for outcome in outcomes
+        ]
+        with self._writing() as connection:
+            result = connection.execute(statement, rows)
+        return int(result.rowcount)
+
+    def evaluated_forecasts(self, ticker: str) -> pd.DataFrame:
+        """Scored forecasts of a ticker, oldest first."""
+        query = (
+            select(forecasts)
+            .where(forecasts.c.ticker == ticker, forecasts.c.actual_close.is_not(None))
+            .order_by(forecasts.c.as_of, forecasts.c.id)
+        )
+        with self.engine.connect() as connection:
+            return pd.DataFrame(connection.execute(query).fetchall(), columns=FORECAST_COLUMNS)
+
+    def last_forecast_times(self) -> dict[str, datetime]:
+        """When each ticker's newest forecast was logged."""
+        query = select(forecasts.c.ticker, func.max(forecasts.c.created_at)).group_by(forecasts.c.ticker)
+        with self.engine.connect() as connection:
+            return {str(ticker): stamp for ticker, stamp in connection.execute(query).all()}
+
+    # -- monitoring -------------------------------------------------------------------------
+    def upsert_monitoring(self, rows: Sequence[dict[str, Any]]) -> None:
+        """One row per ticker and day; a rerun of the same day replaces it."""
+        if not rows:
+            return
+        clean = [{key: row.get(key) for key in MONITORING_COLUMNS} for row in rows]
+        statement = _upsert(self.engine.dialect.name, monitoring, clean, ["ticker", "as_of"], update=True)
+        with self._writing() as connection:
+            connection.execute(statement, clean)
+
+    def load_monitoring(self, ticker: str | None = None, latest_only: bool = False) -> pd.DataFrame:
+        query = select(monitoring).order_by(monitoring.c.ticker, monitoring.c.as_of)
+        if ticker is not None:
+            query = query.where(monitoring.c.ticker == ticker)
+        with self.engine.connect() as connection:
+            frame = pd.DataFrame(connection.execute(query).fetchall(), columns=MONITORING_COLUMNS)
+        if latest_only and not frame.empty:
+            frame = frame.groupby("ticker", as_index=False).tail(1).reset_index(drop=True)
+        return frame
 
     # -- promotion history -------------------------------------------------------------------
     def record_decision(self, decision: dict[str, Any]) -> None:

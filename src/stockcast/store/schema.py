@@ -54,9 +54,23 @@ forecasts = Table(
     Column("origin", String(16), nullable=False),
     Column("features", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # The close the forecast was made from, on the price basis of its day (migration 0004).
+    Column("last_close", Float),
+    # Filled by `stockcast actuals` once the next session's bar is stored. The actual is put on
+    # the forecast's price basis: ``adjustment`` = the as-of close stored now / ``last_close``
+    # (1 unless a split or dividend re-based the history since), actual_close = stored close /
+    # adjustment. The naive forecast of the same day is ``last_close``.
     Column("actual_close", Float),
     Column("error", Float),
+    Column("actual_date", Date),
+    Column("abs_error", Float),
+    Column("pct_error", Float),
+    Column("covered", Boolean),
+    Column("naive_error", Float),
+    Column("adjustment", Float),
+    Column("evaluated_at", DateTime(timezone=True)),
     Index("ix_forecasts_ticker_target", "ticker", "target_date"),
+    Index("ix_forecasts_open", "ticker", "actual_close"),
 )
 
 # Every decision of the promotion gate, a forced promotion or a rollback: which version served
@@ -80,6 +94,8 @@ promotions = Table(
     Column("window_start", Date),
     Column("window_end", Date),
     Column("reason", Text, nullable=False),
+    # Why a training ran: first (no champion yet), scheduled (champion old), drift, manual.
+    Column("trigger", String(16)),
     Index("ix_promotions_ticker_decided", "ticker", "decided_at"),
 )
 
@@ -96,4 +112,29 @@ jobs = Table(
     Column("finished_at", DateTime(timezone=True)),
     Column("result", Text),  # JSON
     Column("error", Text),
+)
+
+# What `stockcast monitor` found for a ticker on a day: rolling error against the champion's
+# backtest, coverage, direction, data drift and the verdict; one row per ticker and day.
+monitoring = Table(
+    "monitoring",
+    metadata,
+    Column("ticker", String(32), primary_key=True),
+    Column("as_of", Date, primary_key=True),
+    Column("model_version", String(64)),
+    Column("evaluated", Integer, nullable=False),
+    Column("rolling_rmse", Float),
+    Column("rolling_naive_rmse", Float),
+    Column("backtest_rmse", Float),
+    Column("rmse_ratio", Float),
+    Column("days_above", Integer, nullable=False),
+    Column("coverage", Float),
+    Column("directional_accuracy", Float),
+    Column("mae", Float),
+    Column("drift_share", Float),
+    Column("drifted_features", Text),  # JSON list
+    Column("status", String(16), nullable=False),  # ok, watch, drift, unknown
+    Column("reason", Text),
+    Column("report_uri", Text),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
 )

@@ -145,7 +145,12 @@ def tuned_specs(context: Context, ticker: str, rows: pd.DataFrame, trials: int) 
 
 
 def train_ticker(
-    context: Context, ticker: str, rows: pd.DataFrame, force: bool = False, tune_trials: int = 0
+    context: Context,
+    ticker: str,
+    rows: pd.DataFrame,
+    force: bool = False,
+    tune_trials: int = 0,
+    trigger: str = "manual",
 ) -> TrainingReport | None:
     """Train one ticker on its labelled rows when it needs it (or when forced); None when its
     champion was current. With ``tune_trials``, tuned versions of the candidates compete too."""
@@ -194,7 +199,8 @@ def train_ticker(
     )
     tags = version_tags(chosen, rows, lineage, settings.interval_level)
     registered = registry.register(ticker, model_uri, run_id, tags)
-    apply_decision(context, ticker, registered, champion, scores, decision, "train")
+    why = "first" if champion is None else trigger if force else "scheduled"
+    apply_decision(context, ticker, registered, champion, scores, decision, "train", trigger=why)
     return TrainingReport(
         ticker=ticker,
         version=registered.version,

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
 from stockcast.registry.mlflow_registry import RegisteredVersion
 from stockcast.serving.deps import KEY_REQUIRED, READ_ACCESS, StateDep
-from stockcast.serving.schemas import ErrorBody, RollbackResponse, TickerModels, VersionSummary
+from stockcast.serving.schemas import (
+    DecisionSummary,
+    ErrorBody,
+    RollbackResponse,
+    TickerModels,
+    VersionSummary,
+)
 from stockcast.serving.state import ServingState
 
 
@@ -38,6 +45,21 @@ def _summary(version: RegisteredVersion | None) -> VersionSummary | None:
     )
 
 
+DECISIONS_SHOWN = 10
+
+
+def _decisions(state: ServingState, ticker: str) -> list[DecisionSummary]:
+    frame = state.context.store.load_decisions(ticker).tail(DECISIONS_SHOWN).iloc[::-1]
+    return [
+        DecisionSummary(**{key: _clean(row.get(key)) for key in DecisionSummary.model_fields})
+        for row in frame.to_dict(orient="records")
+    ]
+
+
+def _clean(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
 def _ticker_models(state: ServingState, ticker: str) -> TickerModels:
     registry = state.context.registry
     served = state.champions.get(ticker)
@@ -46,6 +68,7 @@ def _ticker_models(state: ServingState, ticker: str) -> TickerModels:
         champion=_summary(registry.champion(ticker)),
         challenger=_summary(registry.by_alias(ticker, "challenger")),
         served_version=served.version if served else None,
+        decisions=_decisions(state, ticker),
     )
 
 

@@ -1,0 +1,78 @@
+"""Monitoring figures as Prometheus gauges, read from the store when scraped (the API's
+/metrics) or once before a push (batch jobs to the Pushgateway)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pandas as pd
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+STATUS_CODES = {"unknown": -1.0, "ok": 0.0, "watch": 1.0, "drift": 2.0}
+FIGURES = {
+    "rmse_ratio": (
+        "stockcast_monitor_rmse_ratio",
+        "Rolling RMSE of scored forecasts / the champion's backtest RMSE.",
+    ),
+    "rolling_rmse": ("stockcast_monitor_rolling_rmse", "RMSE of the last scored forecasts (price units)."),
+    "rolling_naive_rmse": (
+        "stockcast_monitor_rolling_naive_rmse",
+        "RMSE of the naive forecast over the same days.",
+    ),
+    "coverage": (
+        "stockcast_monitor_interval_coverage",
+        "Share of recent actuals inside the forecast interval.",
+    ),
+    "directional_accuracy": (
+        "stockcast_monitor_directional_accuracy",
+        "Share of recent forecasts with the right direction.",
+    ),
+    "drift_share": ("stockcast_monitor_drifted_feature_share", "Share of features drifted (Evidently)."),
+}
+
+
+class MonitoringCollector(Collector):
+    def __init__(
+        self,
+        latest: Callable[[], pd.DataFrame],
+        last_forecasts: Callable[[], dict[str, Any]] | None = None,
+    ):
+        self.latest = latest
+        self.last_forecasts = last_forecasts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            latest = self.latest()
+            last_forecasts = self.last_forecasts() if self.last_forecasts is not None else None
+        except Exception as error:  # a scrape must not fail because the store is briefly away
+            log.warning("monitoring gauges unavailable: %s", error)
+            latest, last_forecasts = pd.DataFrame(), None
+        status = GaugeMetricFamily(
+            "stockcast_monitor_status", "Drift status: -1 unknown, 0 ok, 1 watch, 2 drift.", labels=["ticker"]
+        )
+        families = {
+            column: GaugeMetricFamily(name, text, labels=["ticker"])
+            for column, (name, text) in FIGURES.items()
+        }
+        for row in latest.to_dict(orient="records"):
+            status.add_metric([row["ticker"]], STATUS_CODES.get(row["status"], -1.0))
+            for column, family in families.items():
+                value = row.get(column)
+                if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                    family.add_metric([row["ticker"]], float(value))
+        yield status
+        yield from families.values()
+        if last_forecasts is not None:
+            stamps = GaugeMetricFamily(
+                "stockcast_last_forecast_timestamp_seconds",
+                "When the newest forecast of each ticker was logged (Unix time).",
+                labels=["ticker"],
+            )
+            for ticker, stamp in last_forecasts.items():
+                stamps.add_metric([ticker], pd.Timestamp(stamp).timestamp())
+            yield stamps

@@ -1,0 +1,269 @@
+"""Replay: months of production in minutes, over historical bars.
+
+Each simulated session runs ``run_cycle``, the code `stockcast run` runs, with the context's
+clock set to half an hour after that session's close: ingestion sees the bars up to that day
+(a later bar does not exist yet for it), the day's forecast is made and logged, yesterday's is
+scored, the tickers are monitored and drifted ones retrained through the promotion gate.
+Nothing is faked globally; the clock is the one ``Context.now`` every stage already reads.
+
+A replay works in a directory of its own (its own database, registry, feature store and
+artifacts), so it never touches production data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stockcast.settings import Settings
+
+log = logging.getLogger(__name__)
+MARKER = ".stockcast-replay"
+
+
+class ReplayError(ValueError):
+    """A replay cannot start; the message says why."""
+
+
+@dataclass
+class TickerSummary:
+    ticker: str
+    scored: int
+    rmse: float | None
+    naive_rmse: float | None
+    coverage: float | None
+    drift_days: list[str]
+    drift_retrains: int
+    scheduled_retrains: int
+    promotions: int
+
+
+@dataclass
+class ReplayReport:
+    start: date
+    end: date
+    sessions: int
+    directory: Path
+    tickers: list[TickerSummary] = field(default_factory=list)
+    decisions: list[dict[str, object]] = field(default_factory=list)
+    plot: Path | None = None
+    seconds: float = 0.0
+    note: str | None = None
+
+
+def prepare_directory(directory: Path) -> None:
+    """A fresh replay directory: created, or emptied when an earlier replay made it. Any other
+    non-empty directory is refused, never deleted."""
+    if directory.exists() and any(directory.iterdir()):
+        if not (directory / MARKER).exists():
+            raise ReplayError(
+                f"{directory} is not empty and was not made by a replay; choose another --data-dir"
+            )
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / MARKER).write_text("made by `stockcast replay`; emptied by the next replay\n")
+
+
+def replay_settings(settings: Settings, directory: Path) -> Settings:
+    """The same configuration, with every store inside the replay directory."""
+    return settings.model_copy(
+        update={
+            "data_dir": directory,
+            "database_url": None,
+            "artifact_root": None,
+            "mlflow_tracking_uri": None,
+            "feast_online_store": "sqlite",
+            "end_date": None,
+            "pushgateway_url": None,
+        }
+    )
+
+
+def record_history(
+    settings: Settings, tickers: list[str], last: date, directory: Path
+) -> tuple[Path, str | None]:
+    """Fetch the history once from the configured source (Yahoo, the sample, a file) up to the
+    last simulated session and keep it in the replay directory; each simulated day then ingests
+    from that file through the ordinary ingestion code, seeing only the bars up to its date."""
+    from stockcast.context import Context
+
+    fetched = Context(settings).source.fetch(tickers, date.fromisoformat(settings.start_date), last)
+    if fetched.bars.empty:
+        raise ReplayError(f"no bars for {', '.join(tickers)} up to {last} from source {settings.source}")
+    path = directory / "history.parquet"
+    fetched.bars.to_parquet(path, index=False)
+    return path, fetched.note
+
+
+def simulated_sessions(ticker: str, start: date, days: int) -> list[date]:
+    from stockcast.calendars import calendar_for
+
+    calendar = calendar_for(ticker)
+    first = calendar.date_to_session(pd.Timestamp(start), direction="next")
+    sessions = calendar.sessions_window(first, days)
+    return [session.date() for session in sessions]
+
+
+def after_close(ticker: str, session: date) -> datetime:
+    from stockcast.calendars import calendar_for
+
+    close = calendar_for(ticker).session_close(pd.Timestamp(session))
+    return (close + timedelta(minutes=30)).to_pydatetime().astimezone(UTC)
+
+
+def replay(
+    settings: Settings,
+    start: date,
+    days: int,
+    directory: Path,
+    report_every: int = 20,
+    step: Callable[[str], None] | None = None,
+) -> ReplayReport:
+    import time
+
+    from stockcast.context import Context
+    from stockcast.pipeline import run_cycle
+
+    if days < 1:
+        raise ReplayError("--days must be at least 1")
+    tickers = settings.tickers
+    sessions = simulated_sessions(tickers[0], start, days)
+    prepare_directory(directory)
+    began = time.perf_counter()
+    history, note = record_history(settings, tickers, sessions[-1], directory)
+    config = replay_settings(settings, directory).model_copy(update={"source": f"file:{history}"})
+    context = Context(config)
+    for index, session in enumerate(sessions):
+        context.set_clock(after_close(tickers[0], session))
+        last = index == len(sessions) - 1
+        if step:
+            step(f"{session} ({index + 1}/{len(sessions)})")
+        cycle = run_cycle(context, tickers, reports=index % report_every == 0 or last, html=last)
+        for ticker, reason in cycle.failures.items():
+            log.info("%s %s: %s", session, ticker, reason)
+    report = summarize(context, tickers, sessions[0], sessions[-1], directory)
+    report.note = note
+    report.seconds = time.perf_counter() - began
+    report.plot = plot(context, tickers, sessions[0], directory / "replay.png")
+    (directory / "summary.json").write_text(json.dumps(summary_dict(report), indent=2, default=str))
+    return report
+
+
+def _rmse(values: pd.Series) -> float | None:
+    clean = values.dropna().astype(float)
+    return float(np.sqrt(np.mean(np.square(clean)))) if len(clean) else None
+
+
+def summarize(context: object, tickers: list[str], first: date, last: date, directory: Path) -> ReplayReport:
+    from stockcast.monitoring.actuals import daily_outcomes
+
+    store = context.store  # type: ignore[attr-defined]
+    monitoring = store.load_monitoring()
+    decisions = store.load_decisions()
+    in_window = decisions.loc[pd.to_datetime(decisions["decided_at"], utc=True).dt.date >= first]
+    report = ReplayReport(first, last, 0, directory)
+    report.sessions = len(monitoring["as_of"].unique()) if not monitoring.empty else 0
+    for ticker in tickers:
+        scored = store.evaluated_forecasts(ticker)
+        daily = daily_outcomes(scored)
+        mine = monitoring.loc[monitoring["ticker"] == ticker]
+        trained = in_window.loc[
+            (in_window["ticker"] == ticker)
+            & (in_window["action"] == "train")
+            & in_window["trigger"].isin(["drift", "scheduled"])
+        ]
+        report.tickers.append(
+            TickerSummary(
+                ticker=ticker,
+                scored=len(daily),
+                rmse=_rmse(daily["error"]) if len(daily) else None,
+                naive_rmse=_rmse(daily["naive_error"]) if len(daily) else None,
+                coverage=float(daily["covered"].astype(float).mean()) if len(daily) else None,
+                drift_days=[str(day) for day in mine.loc[mine["status"] == "drift", "as_of"]],
+                drift_retrains=int((trained["trigger"] == "drift").sum()),
+                scheduled_retrains=int((trained["trigger"] == "scheduled").sum()),
+                promotions=int(trained["promoted"].astype(bool).sum()),
+            )
+        )
+    report.decisions = [
+        {
+            "ticker": row["ticker"],
+            "decided_at": str(row["decided_at"]),
+            "trigger": row["trigger"],
+            "promoted": bool(row["promoted"]),
+            "reason": row["reason"],
+        }
+        for row in in_window.loc[
+            (in_window["action"] == "train") & in_window["trigger"].isin(["drift", "scheduled"])
+        ].to_dict(orient="records")
+    ]
+    return report
+
+
+def summary_dict(report: ReplayReport) -> dict[str, object]:
+    return {
+        "start": report.start,
+        "end": report.end,
+        "sessions": report.sessions,
+        "seconds": round(report.seconds, 1),
+        "tickers": [ticker.__dict__ for ticker in report.tickers],
+        "decisions": report.decisions,
+        "plot": str(report.plot) if report.plot else None,
+    }
+
+
+def plot(context: object, tickers: list[str], first: date, path: Path) -> Path | None:
+    """Per ticker: the 20-day rolling RMSE of the champion's forecasts and of the naive
+    forecast, drift days shaded, retrain decisions marked (filled when promoted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from stockcast.monitoring.actuals import daily_outcomes
+
+    store = context.store  # type: ignore[attr-defined]
+    window = context.settings.drift_window  # type: ignore[attr-defined]
+    monitoring = store.load_monitoring()
+    decisions = store.load_decisions()
+    figure, axes = plt.subplots(len(tickers), 1, figsize=(11, 2.6 * len(tickers)), sharex=True, squeeze=False)
+    for axis, ticker in zip(axes[:, 0], tickers, strict=True):
+        daily = daily_outcomes(store.evaluated_forecasts(ticker))
+        if daily.empty:
+            axis.set_title(f"{ticker}: no scored forecasts")
+            continue
+        dates = pd.to_datetime(daily["as_of"])
+        for column, label in (("error", "champion"), ("naive_error", "naive")):
+            rolling = np.sqrt(
+                daily[column].astype(float).pow(2).rolling(window, min_periods=window // 2).mean()
+            )
+            axis.plot(dates, rolling, label=f"{label} rolling RMSE ({window})")
+        drifted = monitoring.loc[
+            (monitoring["ticker"] == ticker) & (monitoring["status"] == "drift"), "as_of"
+        ]
+        for day in pd.to_datetime(drifted):
+            axis.axvspan(
+                day - pd.Timedelta(hours=12), day + pd.Timedelta(hours=12), color="red", alpha=0.15, lw=0
+            )
+        trained = decisions.loc[(decisions["ticker"] == ticker) & (decisions["action"] == "train")]
+        for row in trained.to_dict(orient="records"):
+            stamp = pd.Timestamp(row["decided_at"])
+            stamp = stamp.tz_convert(None) if stamp.tzinfo else stamp
+            if stamp.date() >= first:
+                axis.axvline(
+                    stamp, color="green" if row["promoted"] else "grey", ls="-" if row["promoted"] else ":"
+                )
+        axis.set_title(f"{ticker} (red: drift; green line: retrained and promoted; grey: retrained, kept)")
+        axis.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path

@@ -1,0 +1,126 @@
+"""Monitoring end to end on real stores: scored forecasts -> verdict, Evidently reports in the
+artifact store, gauges, the API's view, and a drift-triggered retraining on record."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from tests.e2e.test_daily_cycle import run_cli
+from tests.series import autocorrelated_bars
+
+from stockcast.context import Context
+from stockcast.features.offline import refresh_feature_store
+from stockcast.monitoring.actuals import fill_actuals
+from stockcast.monitoring.monitor import monitor
+from stockcast.monitoring.reports import report_prefix
+from stockcast.pipeline import retrain_drifted, train_many
+from stockcast.settings import load_settings
+
+SETTINGS = {"backtest_days": 100, "min_train_days": 150, "refit_every_days": 50, "models": "naive,ridge"}
+
+
+@pytest.fixture
+def context():
+    """A champion trained on all but the last 40 sessions, which have arrived since."""
+    context = Context(load_settings(tickers="AAA", **SETTINGS))
+    bars = autocorrelated_bars(600, phi=0.6)
+    context.store.upsert_prices(bars.iloc[:-40])
+    refresh_feature_store(context)
+    _, failures = train_many(context, ["AAA"], force=True)
+    assert not failures
+    context.store.upsert_prices(bars)
+    refresh_feature_store(context)
+    return context
+
+
+def log_daily_forecasts(context: Context, days: int, shifted: int, bias: float) -> None:
+    """One batch forecast per session for the last ``days`` sessions by the champion: close to
+    the naive forecast, except that the last ``shifted`` are off by ``bias`` (a level shift)."""
+    champion = context.registry.champion("AAA")
+    bars = context.store.load_prices(["AAA"]).tail(days + 1)
+    records = []
+    for position, (as_of, close) in enumerate(
+        zip(bars["date"].iloc[:-1], bars["close"].iloc[:-1], strict=True)
+    ):
+        predicted = close * (1 + (bias if position >= days - shifted else 0.0005))
+        records.append(
+            {
+                "request_id": f"batch:AAA:{as_of.date()}",
+                "ticker": "AAA",
+                "as_of": as_of.date(),
+                "target_date": (as_of + pd.offsets.BDay(1)).date(),
+                "predicted_close": predicted,
+                "last_close": close,
+                "lower": predicted * 0.99,
+                "upper": predicted * 1.01,
+                "level": 0.9,
+                "model_name": champion.name,
+                "model_version": champion.version,
+                "model_kind": champion.kind,
+                "origin": "batch",
+                "features": None,
+                "created_at": None,
+            }
+        )
+    context.store.log_forecasts(records)
+
+
+def test_a_level_shift_is_drift_with_reports_gauges_and_a_recorded_retraining(context):
+    log_daily_forecasts(context, days=40, shifted=12, bias=0.08)
+    assert fill_actuals(context, ["AAA"]).filled == 40
+
+    [health] = monitor(context, ["AAA"])
+    assert health.status == "drift" and health.performance.days_above >= context.settings.drift_days
+    assert health.performance.ratio > context.settings.drift_threshold
+    assert health.performance.evaluated == 40
+    prefix = report_prefix("AAA", health.as_of)
+    written = set(context.artifacts.list(prefix))
+    for name in ("data_drift", "performance"):
+        assert any(path.endswith(f"{name}.html") for path in written)
+        assert any(path.endswith(f"{name}.json") for path in written)
+    assert 0.0 <= health.drift_share <= 1.0 and health.report_uri.endswith(prefix)
+    stored = context.store.load_monitoring("AAA").iloc[-1]
+    assert stored["status"] == "drift" and stored["rmse_ratio"] == pytest.approx(health.performance.ratio)
+
+    monitor(context, ["AAA"], reports=False)  # the same day again replaces its row
+    assert len(context.store.load_monitoring("AAA")) == 1
+
+    before = context.registry.champion("AAA").version
+    retrained, failures = retrain_drifted(context, ["AAA"])
+    assert not failures and [report.ticker for report in retrained] == ["AAA"]
+    decision = context.store.load_decisions("AAA").iloc[-1]
+    assert decision["trigger"] == "drift" and decision["reason"]
+    assert retrain_drifted(context, ["AAA"]) == ([], {})  # just retrained: waits for new days
+
+    from stockcast.serving.app import create_app
+
+    with TestClient(create_app(context.settings)) as client:
+        status = client.get("/monitoring/aaa").json()
+        assert status["status"] == "drift" and status["history"][-1]["status"] == "drift"
+        assert client.get("/monitoring/ZZZ").status_code == 404
+        assert [entry["ticker"] for entry in client.get("/monitoring").json()] == ["AAA"]
+        metrics = client.get("/metrics").text
+        assert 'stockcast_monitor_status{ticker="AAA"} 2.0' in metrics
+        assert 'stockcast_monitor_rmse_ratio{ticker="AAA"}' in metrics
+        assert 'stockcast_last_forecast_timestamp_seconds{ticker="AAA"}' in metrics
+        models = client.get("/models/AAA").json()
+        assert models["decisions"][0]["trigger"] == "drift"
+        assert (
+            models["decisions"][0]["challenger_version"] != before or not models["decisions"][0]["promoted"]
+        )
+
+
+def test_a_steady_champion_is_ok_and_the_command_prints_it(context):
+    log_daily_forecasts(context, days=30, shifted=0, bias=0.0)
+    fill_actuals(context, ["AAA"])
+    env = {"STOCKCAST_DATA_DIR": str(context.settings.data_dir), "STOCKCAST_TICKERS": "AAA"}
+    env |= {f"STOCKCAST_{key.upper()}": str(value) for key, value in SETTINGS.items()}
+    result = run_cli("monitor", "--no-reports", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "AAA" in result.stdout and "ok" in result.stdout
+    assert json.loads(context.store.load_monitoring("AAA").iloc[-1]["drifted_features"]) == []
+    again = run_cli("retrain", env=env)
+    assert again.returncode == 0 and "nothing to retrain" in again.stdout
