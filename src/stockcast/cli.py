@@ -90,15 +90,19 @@ def _reported_failures() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def _context(tickers: str | None = None, source: str | None = None) -> Context:
-    from stockcast.context import Context
-
+def _overrides(tickers: str | None, source: str | None) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     if tickers is not None:
         overrides["tickers"] = tickers
     if source is not None:
         overrides["source"] = source
-    return Context(load_settings(**overrides))
+    return overrides
+
+
+def _context(tickers: str | None = None, source: str | None = None) -> Context:
+    from stockcast.context import Context
+
+    return Context(load_settings(**_overrides(tickers, source)))
 
 
 def _guarded(action: Callable[[], T]) -> T:
@@ -497,6 +501,9 @@ def replay_command(
         Path | None, typer.Option(help="Where the replay keeps its stores (default: <data dir>/replay).")
     ] = None,
     report_every: Annotated[int, typer.Option(min=1, help="Evidently reports every N simulated days.")] = 20,
+    models: Annotated[
+        str | None, typer.Option(help="Candidate models, comma-separated (default: STOCKCAST_MODELS).")
+    ] = None,
 ) -> None:
     """Simulate N trading days of production over historical bars, through `run`'s code."""
     from datetime import date
@@ -505,6 +512,8 @@ def replay_command(
 
     context = _guarded(lambda: _context(tickers))
     settings = context.settings
+    if models is not None:
+        settings = _guarded(lambda: load_settings(**{**_overrides(tickers, None), "models": models}))
     try:
         first = date.fromisoformat(start)
     except ValueError:
@@ -529,7 +538,8 @@ def replay_command(
         "coverage",
         "drift days",
         "first drift",
-        "retrains",
+        "drift retrains",
+        "scheduled retrains",
         "promotions",
     ):
         table.add_column(column, justify="left" if column in {"ticker", "first drift"} else "right")
@@ -552,7 +562,7 @@ def replay_command(
     for decision in report.decisions:
         verdict = "promoted" if decision["promoted"] else "kept"
         console.print(
-            f"{str(decision['decided_at'])[:10]} {decision['ticker']}: retrained, {verdict}: {decision['reason']}",
+            f"{str(decision['decided_at'])[:10]} {decision['ticker']}: {decision['trigger']} retraining, {verdict}: {decision['reason']}",
             highlight=False,
         )
     console.print(f"plot: {report.plot}; summary: {report.directory / 'summary.json'}", highlight=False)

@@ -124,3 +124,52 @@ def test_a_steady_champion_is_ok_and_the_command_prints_it(context):
     assert json.loads(context.store.load_monitoring("AAA").iloc[-1]["drifted_features"]) == []
     again = run_cli("retrain", env=env)
     assert again.returncode == 0 and "nothing to retrain" in again.stdout
+
+
+@pytest.fixture
+def pushgateway(tmp_path):
+    """Debian's Prometheus Pushgateway on a free loopback port."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    binary = shutil.which("prometheus-pushgateway")
+    if binary is None:
+        pytest.fail("prometheus-pushgateway is missing: `make test` installs it")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [binary, f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/-/ready", timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail("the Pushgateway did not start")
+            time.sleep(0.1)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_batch_monitoring_pushes_its_gauges_to_the_pushgateway(context, pushgateway):
+    import urllib.request
+
+    log_daily_forecasts(context, days=30, shifted=0, bias=0.0)
+    fill_actuals(context, ["AAA"])
+    context.settings.pushgateway_url = pushgateway
+    monitor(context, ["AAA"], reports=False)
+    with urllib.request.urlopen(f"{pushgateway}/metrics", timeout=5) as answer:
+        exposed = answer.read().decode()
+    assert 'stockcast_monitor_status{instance="",job="stockcast-monitor",ticker="AAA"} 0' in exposed
+    assert 'stockcast_monitor_rmse_ratio{instance="",job="stockcast-monitor",ticker="AAA"}' in exposed

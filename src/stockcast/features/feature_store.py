@@ -63,6 +63,10 @@ def import_feast() -> None:
     for name, value in preset.items():
         if value is None:
             os.environ.pop(name, None)
+    # Feast puts "once" filters for DeprecationWarning ahead of the caller's; the notice its
+    # DuckDB engine triggers on every retrieval (ibis calling a renamed DuckDB method) is for
+    # those projects, not for our users.
+    warnings.filterwarnings("ignore", message="fetch_arrow_table", category=DeprecationWarning)
 
 
 def definitions(offline_path: str, s3_endpoint: str | None = None) -> list[Any]:

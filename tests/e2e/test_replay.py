@@ -1,0 +1,65 @@
+"""`stockcast replay` over the bundled sample: simulated days through the daily cycle's code,
+a summary and a plot, its own directory, safe to rerun."""
+
+from __future__ import annotations
+
+import json
+
+from tests.e2e.test_daily_cycle import run_cli
+
+FAST = {
+    "STOCKCAST_TICKERS": "AAPL,MSFT",
+    "STOCKCAST_SOURCE": "sample",
+    "STOCKCAST_MODELS": "naive,ridge",
+    "STOCKCAST_BACKTEST_DAYS": "100",
+    "STOCKCAST_REFIT_EVERY_DAYS": "50",
+    "STOCKCAST_DRIFT_WINDOW": "10",
+    "STOCKCAST_DRIFT_DAYS": "2",
+}
+
+
+def test_a_replay_runs_the_days_and_summarizes_them(tmp_path):
+    directory = tmp_path / "replay"
+    env = {"STOCKCAST_DATA_DIR": str(tmp_path / "data"), **FAST}
+    result = run_cli(
+        "replay",
+        "--start",
+        "2008-09-15",
+        "--days",
+        "8",
+        "--data-dir",
+        str(directory),
+        "--report-every",
+        "4",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Replay 2008-09-15 – 2008-09-24: 8 sessions" in result.stdout
+    summary = json.loads((directory / "summary.json").read_text())
+    assert [ticker["ticker"] for ticker in summary["tickers"]] == ["AAPL", "MSFT"]
+    # the forecast of each simulated day but the last has been scored the next day
+    assert all(ticker["scored"] == 7 for ticker in summary["tickers"])
+    assert all(0 <= ticker["coverage"] <= 1 for ticker in summary["tickers"])
+    assert (directory / "replay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    reports = sorted(
+        path.parent.name for path in (directory / "artifacts" / "reports" / "AAPL").glob("*/data_drift.json")
+    )
+    assert reports == ["2008-09-15", "2008-09-19", "2008-09-24"]  # days 1, 5 and the last
+    assert not (tmp_path / "data").exists() or not any(
+        (tmp_path / "data").glob("*.db")
+    )  # production untouched
+
+    again = run_cli("replay", "--start", "2008-09-22", "--days", "2", "--data-dir", str(directory), env=env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((directory / "summary.json").read_text())["start"] == "2008-09-22"
+
+
+def test_a_replay_refuses_a_directory_it_did_not_make(tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("mine")
+    result = run_cli("replay", "--start", "2008-09-15", "--days", "2", "--data-dir", str(precious), env=FAST)
+    assert result.returncode == 1 and "not made by a replay" in result.stderr
+    assert (precious / "keep.txt").read_text() == "mine"
+    bad = run_cli("replay", "--start", "15/09/2008", "--days", "2", env=FAST)
+    assert bad.returncode == 1 and "YYYY-MM-DD" in bad.stderr
