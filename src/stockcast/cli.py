@@ -453,13 +453,26 @@ def _print_health(healths: list[Any]) -> None:
             _figure(figures.directional_accuracy, "{:.0%}"),
             "-"
             if health.drift_share is None
-            else f"{health.drift_share:.0%} {', '.join(health.drifted_features)}".strip(),
-            health.report_uri or "-",
+            else f"{health.drift_share:.0%} ({len(health.drifted_features)})",
+            _short_path(health.report_uri),
         )
     console.print(table)
     for health in healths:
         if health.status != "ok":
             console.print(f"{health.ticker}: {health.status}: {health.reason}", highlight=False)
+        if health.drifted_features:
+            console.print(
+                f"{health.ticker}: drifted features: {', '.join(health.drifted_features)}", highlight=False
+            )
+
+
+def _short_path(uri: str | None) -> str:
+    if not uri:
+        return "-"
+    try:
+        return str(Path(uri).relative_to(Path.cwd()))
+    except ValueError:
+        return uri
 
 
 @app.command("retrain")
