@@ -25,7 +25,8 @@ from stockcast.ingest.ingest import IngestReport, ingest
 from stockcast.monitoring.actuals import ActualsReport, fill_actuals
 from stockcast.monitoring.monitor import TickerHealth, drifted, monitor
 from stockcast.training.backtest import NotEnoughHistoryError
-from stockcast.training.train import TrainingReport, train_ticker
+from stockcast.training.distributed import compute_many
+from stockcast.training.train import TrainingReport, finish_training, plan_training
 
 log = logging.getLogger(__name__)
 Step = Callable[[str], None]
@@ -73,24 +74,31 @@ def train_many(
     if not tickers:
         return [], {}
     rows_by_ticker = historical_training_rows(context, tickers)
-    reports, failures = [], {}
+    reports: list[TrainingReport] = []
+    failures: dict[str, str] = {}
+    jobs = []
     for ticker in tickers:
-        step(f"training {ticker}")
         rows = rows_by_ticker.get(ticker)
         if rows is None:
             failures[ticker] = (
                 "no features in the feature store; run `stockcast ingest` and `stockcast features`"
             )
             continue
-        try:
-            report = train_ticker(
-                context, ticker, rows, force=force, tune_trials=tune_trials, trigger=trigger
-            )
-        except NotEnoughHistoryError as error:
-            failures[ticker] = f"cannot train: {error}"
+        plan = plan_training(context, ticker, rows, force=force, tune_trials=tune_trials, trigger=trigger)
+        if plan is not None:
+            jobs.append((ticker, rows, plan))
+    plans = {ticker: (rows, plan) for ticker, rows, plan in jobs}
+    for ticker, outcome in compute_many(context.settings, jobs):
+        step(f"training {ticker}")
+        if isinstance(outcome, NotEnoughHistoryError):
+            failures[ticker] = f"cannot train: {outcome}"
             continue
-        if report is not None:
-            reports.append(report)
+        if isinstance(outcome, BaseException):
+            log.exception("training %s failed", ticker, exc_info=outcome)
+            failures[ticker] = f"training failed: {type(outcome).__name__}: {outcome}"
+            continue
+        rows, plan = plans[ticker]
+        reports.append(finish_training(context, rows, plan, outcome))
     return reports, failures
 
 

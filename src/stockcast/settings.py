@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     drift_share_watch: float = Field(default=0.5, gt=0, le=1)
     # Prometheus Pushgateway for batch jobs' monitoring gauges, e.g. http://pushgateway:9091.
     pushgateway_url: str | None = None
+    # Scale-out of training: a Dask scheduler (tcp://host:8786) runs the backtests; without one,
+    # `training_workers` local processes (1: in the calling process).
+    dask_address: str | None = None
+    training_workers: int = Field(default=1, ge=1, le=64)
 
     @field_validator("tickers", mode="before")
     @classmethod

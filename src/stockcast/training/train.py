@@ -7,6 +7,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
 
@@ -144,31 +145,68 @@ def tuned_specs(context: Context, ticker: str, rows: pd.DataFrame, trials: int) 
     return specs
 
 
-def train_ticker(
+@dataclass
+class TrainingPlan:
+    """What a training of one ticker will compare, decided where the registry is reachable."""
+
+    ticker: str
+    specs: list[ModelSpec]
+    config: BacktestConfig
+    seed: int
+    champion: RegisteredVersion | None
+    trigger: str
+
+
+@dataclass
+class Computed:
+    """The CPU-heavy part: every candidate's walk-forward backtest and the chosen model fitted
+    on the latest window. Computed anywhere (a Dask worker), needing only the rows."""
+
+    results: dict[str, BacktestResult]
+    chosen: BacktestResult
+    forecaster: Any
+
+
+def plan_training(
     context: Context,
     ticker: str,
     rows: pd.DataFrame,
     force: bool = False,
     tune_trials: int = 0,
     trigger: str = "manual",
-) -> TrainingReport | None:
-    """Train one ticker on its labelled rows when it needs it (or when forced); None when its
-    champion was current. With ``tune_trials``, tuned versions of the candidates compete too."""
+) -> TrainingPlan | None:
+    """The candidates to backtest (the champion's own specification always among them); None
+    when the ticker is not forced and its champion is current."""
     settings = context.settings
-    registry = context.registry
-    champion = registry.champion(ticker)
+    champion = context.registry.champion(ticker)
     if not force and needs_training(context, rows, champion) is None:
         return None
-
     specs = [default_spec(kind) for kind in settings.models]
     if tune_trials:
         specs += tuned_specs(context, ticker, rows, tune_trials)
     if champion is not None:
         specs.append(champion.spec)
-    # One backtest per distinct specification; the champion's is always among them.
+    # One backtest per distinct specification.
     specs = list({spec.key(): spec for spec in specs}.values())
-    results = run_backtests(rows, specs, backtest_config(context), settings.random_seed)
+    why = "first" if champion is None else trigger if force else "scheduled"
+    return TrainingPlan(ticker, specs, backtest_config(context), settings.random_seed, champion, why)
+
+
+def compute_training(rows: pd.DataFrame, plan: TrainingPlan) -> Computed:
+    """Backtest the plan's candidates and fit the best on the newest window (pure)."""
+    results = run_backtests(rows, plan.specs, plan.config, plan.seed)
     chosen = best_candidate(results)
+    forecaster = fit_on_history(chosen.spec, rows, plan.config.train_window_days, plan.seed)
+    return Computed(results, chosen, forecaster)
+
+
+def finish_training(
+    context: Context, rows: pd.DataFrame, plan: TrainingPlan, computed: Computed
+) -> TrainingReport:
+    """Log the runs, register the chosen model and apply the promotion gate."""
+    settings = context.settings
+    registry = context.registry
+    ticker, champion, results, chosen = plan.ticker, plan.champion, computed.results, computed.chosen
     window = chosen.forecasts["date"]
     scores = GateScores(
         challenger=Contender(chosen.spec.key(), chosen.metrics["rmse"]),
@@ -182,7 +220,6 @@ def train_ticker(
         window_end=window.iloc[-1].date(),
     )
     decision = gate(scores, settings.promotion_margin)
-
     lineage = {
         "data_start": rows["date"].iloc[0].date().isoformat(),
         "data_end": rows["date"].iloc[-1].date().isoformat(),
@@ -190,17 +227,13 @@ def train_ticker(
         "rows": str(len(rows)),
         "feature_service": FEATURE_SERVICE,
     }
-    forecaster = fit_on_history(
-        chosen.spec, rows, backtest_config(context).train_window_days, settings.random_seed
-    )
     example = rows[[*FEATURE_COLUMNS, "close"]].tail(1).reset_index(drop=True)
     run_id, model_uri = registry.log_training(
-        ticker, results, chosen, forecaster, lineage, example, settings.interval_level
+        ticker, results, chosen, computed.forecaster, lineage, example, settings.interval_level
     )
     tags = version_tags(chosen, rows, lineage, settings.interval_level)
     registered = registry.register(ticker, model_uri, run_id, tags)
-    why = "first" if champion is None else trigger if force else "scheduled"
-    apply_decision(context, ticker, registered, champion, scores, decision, "train", trigger=why)
+    apply_decision(context, ticker, registered, champion, scores, decision, "train", trigger=plan.trigger)
     return TrainingReport(
         ticker=ticker,
         version=registered.version,
@@ -210,3 +243,19 @@ def train_ticker(
         champion_version=registered.version if decision.promote else (champion.version if champion else None),
         candidates={key: result.metrics for key, result in results.items()},
     )
+
+
+def train_ticker(
+    context: Context,
+    ticker: str,
+    rows: pd.DataFrame,
+    force: bool = False,
+    tune_trials: int = 0,
+    trigger: str = "manual",
+) -> TrainingReport | None:
+    """Train one ticker on its labelled rows when it needs it (or when forced); None when its
+    champion was current. With ``tune_trials``, tuned versions of the candidates compete too."""
+    plan = plan_training(context, ticker, rows, force, tune_trials, trigger)
+    if plan is None:
+        return None
+    return finish_training(context, rows, plan, compute_training(rows, plan))
