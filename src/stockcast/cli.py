@@ -33,6 +33,10 @@ models_app = typer.Typer(
     help="The registry: champions, promotion history, promote and rollback.", no_args_is_help=True
 )
 app.add_typer(models_app, name="models")
+flows_app = typer.Typer(
+    help="Prefect flows: run one now, or serve all on their schedules.", no_args_is_help=True
+)
+app.add_typer(flows_app, name="flows")
 
 # Piped output gets a wide table instead of rich's 80-column fallback.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -731,3 +735,41 @@ def main() -> None:
     except KeyboardInterrupt:
         errors.print("interrupted")
         sys.exit(130)
+
+
+FLOW_NAMES = ("daily", "train", "tune", "monitor")
+
+
+@flows_app.command("run")
+def flows_run(
+    name: Annotated[str, typer.Argument(help="daily, train, tune or monitor.")],
+    tickers: TickersOption = None,
+) -> None:
+    """Run one flow now, in this process (Prefect records it on its server when
+    PREFECT_API_URL names one, else on a temporary local one)."""
+    if name not in FLOW_NAMES:
+        errors.print(
+            f"[red]error:[/red] unknown flow {name!r}; choose one of {', '.join(FLOW_NAMES)}", highlight=False
+        )
+        raise typer.Exit(1)
+    _guarded(load_settings)
+    from stockcast.orchestration.flows import FLOWS
+
+    names = [ticker.strip().upper() for ticker in tickers.split(",") if ticker.strip()] if tickers else None
+    with _reported_failures():
+        result = FLOWS[name](names)
+    console.print_json(data=result, default=str)
+    if isinstance(result, dict) and result.get("failures"):
+        raise typer.Exit(1)
+
+
+@flows_app.command("serve")
+def flows_serve() -> None:
+    """Serve the deployments on their schedules (STOCKCAST_DAILY_CRON, STOCKCAST_TUNE_CRON in
+    STOCKCAST_SCHEDULE_TIMEZONE) until stopped; needs a Prefect server (PREFECT_API_URL)."""
+    _guarded(load_settings)
+    from prefect import serve as serve_deployments
+
+    from stockcast.orchestration.flows import deployments
+
+    serve_deployments(*deployments())

@@ -108,6 +108,11 @@ class Settings(BaseSettings):
     # `training_workers` local processes (1: in the calling process).
     dask_address: str | None = None
     training_workers: int = Field(default=1, ge=1, le=64)
+    # Schedules of `stockcast flows serve` (cron, in `schedule_timezone`): the daily cycle after
+    # the US close on weekdays (the flow itself skips exchange holidays), tuning on Saturdays.
+    daily_cron: str = "30 18 * * 1-5"
+    tune_cron: str = "0 6 * * 6"
+    schedule_timezone: str = "America/New_York"
 
     @field_validator("tickers", mode="before")
     @classmethod
