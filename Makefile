@@ -52,6 +52,7 @@ bench: install-dev ## Run the benchmarks and print their figures (installs wrk w
 	$(BIN)/python benchmarks/bench_features.py
 	$(BIN)/python benchmarks/bench_online.py
 	$(BIN)/python benchmarks/bench_serving.py
+	$(BIN)/python benchmarks/bench_scale.py
 
 EVALUATION_TICKERS := AAPL,MSFT,AMZN,JPM,XOM,JNJ,PG,KO,PFE,WMT,INTC,CSCO,ORCL,IBM,GE,BA,CAT,MRK,PEP,^GSPC
 evaluate: install ## Backtest every candidate on 20 tickers of ../shared/data and update the README table
