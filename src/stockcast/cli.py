@@ -297,6 +297,11 @@ def train_command(
     names = context.settings.tickers
     with _reported_failures(), _progress(len(names)) as step:
         reports, failures = train_many(context, names, force=force, step=step, tune_trials=tune)
+    _report_training(reports, failures)
+
+
+def _report_training(reports: list[Any], failures: dict[str, str]) -> None:
+    """One line per trained ticker with the gate's verdict; failures on stderr, exit 1."""
     for report in reports:
         verdict = "promoted to champion" if report.decision.promote else "kept as challenger"
         console.print(
@@ -498,15 +503,7 @@ def retrain_command(
             reports, failures = retrain_drifted(context, names)
     if not reports and not failures:
         console.print("nothing to retrain: no ticker has drifted (see `stockcast monitor`)")
-    for report in reports:
-        verdict = "promoted to champion" if report.decision.promote else "kept the champion"
-        console.print(
-            f"{report.ticker}: v{report.version} {report.spec_key} {verdict}: {report.decision.reason}",
-            highlight=False,
-        )
-    _print_failures(failures)
-    if failures:
-        raise typer.Exit(1)
+    _report_training(reports, failures)
 
 
 @app.command("replay")
