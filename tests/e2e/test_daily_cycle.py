@@ -127,3 +127,20 @@ def test_help_lists_the_commands():
     assert result.returncode == 0
     for command in ("run", "ingest", "features", "train", "predict", "serve", "models"):
         assert command in result.stdout
+
+
+def test_an_api_whose_database_is_away_starts_and_says_so(tmp_path):
+    from stockcast.serving.app import create_app
+
+    # Nothing listens on port 9 of loopback: the database is unreachable at start.
+    settings = load_settings(
+        data_dir=str(tmp_path),
+        tickers="AAPL",
+        database_url="postgresql+psycopg://stockcast@127.0.0.1:9/stockcast",
+    )
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert [p for p in ready.json()["problems"] if p.startswith("store")] == [ready.json()["problems"][0]]
+        assert client.get("/live").status_code == 200
+        assert client.get("/metrics").status_code == 200  # the monitoring gauges are just absent

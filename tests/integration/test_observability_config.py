@@ -71,7 +71,7 @@ def exposed_metric_names(tmp_path: Path) -> set[str]:
           "model_version": "1", "model_kind": "naive", "origin": "api", "created_at": None}]
     )  # fmt: skip
     metrics = Metrics()
-    metrics.watch_monitoring(store)
+    metrics.watch_monitoring(lambda: store)
     metrics.requests.labels("GET", "/predict/{ticker}", "200").inc()
     metrics.latency.labels("GET", "/predict/{ticker}").observe(0.01)
     metrics.forecasts.labels("AAA", "1", "api").inc()

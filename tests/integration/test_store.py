@@ -87,7 +87,7 @@ def test_the_forecast_log_shares_commits_and_fails_only_the_bad_request(store):
 
     from stockcast.serving.forecast_log import ForecastLog
 
-    writer = ForecastLog(store)
+    writer = ForecastLog(lambda: store)
     try:
         # While a commit is under way (the store's writer lock held), 400 requests arrive.
         with store._write_lock:

@@ -76,9 +76,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             keys=ApiKeys(key.get_secret_value() for key in config.api_keys),
             snapshot=config.data_dir / "serving" / "snapshot.pkl",
         )
-        metrics.watch_monitoring(context.store)
+
+        def store() -> Any:  # built on first use: a database away at start is a 503, not a crash
+            return context.store
+
+        metrics.watch_monitoring(store)
         state.forecasts = ForecastCache(state, config.feature_refresh_seconds)
-        state.forecast_log = ForecastLog(context.store)
+        state.forecast_log = ForecastLog(store)
         state.jobs = JobRunner(context, on_finished=state.champions.refresh)
         state.limiter = RateLimiter(config.rate_limit_per_minute)
         try:
@@ -97,7 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.serving = state
         yield
         state.stop()
-        context.store.dispose()
+        if "store" in vars(context):  # created (cached_property) only if it ever opened
+            context.store.dispose()
 
     app = FastAPI(
         title="stockcast",

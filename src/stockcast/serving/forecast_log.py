@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -22,7 +22,10 @@ _STOP = object()
 
 
 class ForecastLog:
-    def __init__(self, store: Any, max_batch: int = 512):
+    """``store`` is called for the store at each commit, so a database that was away when the
+    API started is used once it answers (until then each request is a 503)."""
+
+    def __init__(self, store: Callable[[], Any], max_batch: int = 512):
         self.store = store
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -67,7 +70,7 @@ class ForecastLog:
 
     def _commit(self, pending: list[tuple[list[dict[str, Any]], Future[None]]]) -> None:
         try:
-            self.store.log_forecasts([row for rows, _ in pending for row in rows])
+            self.store().log_forecasts([row for rows, _ in pending for row in rows])
         except Exception:
             if len(pending) == 1:
                 self._settle_alone(*pending[0])
@@ -82,7 +85,7 @@ class ForecastLog:
 
     def _settle_alone(self, rows: list[dict[str, Any]], done: Future[None]) -> None:
         try:
-            self.store.log_forecasts(rows)
+            self.store().log_forecasts(rows)
         except Exception as error:
             done.set_exception(error)
         else:

@@ -6,6 +6,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,14 +56,15 @@ class Metrics:
         )
         self._monitoring: Any = None
 
-    def watch_monitoring(self, store: Any) -> None:
-        """Serve the monitoring table's latest verdicts as gauges, read at each scrape."""
+    def watch_monitoring(self, store: Callable[[], Any]) -> None:
+        """Serve the monitoring table's latest verdicts as gauges, read at each scrape from the
+        store ``store()`` returns (a scrape while the store is away shows none)."""
         if self._monitoring is not None:
             self.registry.unregister(self._monitoring)
         from stockcast.monitoring.gauges import MonitoringCollector
 
         self._monitoring = MonitoringCollector(
-            lambda: store.load_monitoring(latest_only=True), store.last_forecast_times
+            lambda: store().load_monitoring(latest_only=True), lambda: store().last_forecast_times()
         )
         self.registry.register(self._monitoring)
 
