@@ -439,11 +439,10 @@ def _print_health(healths: list[Any]) -> None:
         "coverage",
         "direction",
         "drifted features",
-        "report",
     ):
         table.add_column(
             column,
-            justify="left" if column in {"ticker", "status", "drifted features", "report"} else "right",
+            justify="left" if column in {"ticker", "status", "drifted features"} else "right",
             overflow="fold",
         )
     for health in healths:
@@ -463,9 +462,12 @@ def _print_health(healths: list[Any]) -> None:
             "-"
             if health.drift_share is None
             else f"{health.drift_share:.0%} ({len(health.drifted_features)})",
-            _short_path(health.report_uri),
         )
     console.print(table)
+    reported = [health for health in healths if health.report_uri]
+    if reported:
+        folder = _short_path(reported[0].report_uri).replace(f"/{reported[0].ticker}/", "/{ticker}/")
+        console.print(f"Evidently reports (HTML and JSON): {folder}", highlight=False)
     for health in healths:
         if health.status != "ok":
             console.print(f"{health.ticker}: {health.status}: {health.reason}", highlight=False)
