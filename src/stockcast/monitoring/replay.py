@@ -19,11 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from stockcast.settings import Settings
+
+if TYPE_CHECKING:
+    from stockcast.context import Context
 
 log = logging.getLogger(__name__)
 MARKER = ".stockcast-replay"
@@ -162,10 +166,10 @@ def _rmse(values: pd.Series) -> float | None:
     return float(np.sqrt(np.mean(np.square(clean)))) if len(clean) else None
 
 
-def summarize(context: object, tickers: list[str], first: date, last: date, directory: Path) -> ReplayReport:
+def summarize(context: Context, tickers: list[str], first: date, last: date, directory: Path) -> ReplayReport:
     from stockcast.monitoring.actuals import daily_outcomes
 
-    store = context.store  # type: ignore[attr-defined]
+    store = context.store
     monitoring = store.load_monitoring()
     decisions = store.load_decisions()
     in_window = decisions.loc[pd.to_datetime(decisions["decided_at"], utc=True).dt.date >= first]
@@ -220,7 +224,7 @@ def summary_dict(report: ReplayReport) -> dict[str, object]:
     }
 
 
-def plot(context: object, tickers: list[str], first: date, path: Path) -> Path | None:
+def plot(context: Context, tickers: list[str], first: date, path: Path) -> Path | None:
     """Per ticker: the 20-day rolling RMSE of the champion's forecasts and of the naive
     forecast, drift days shaded, retrain decisions marked (filled when promoted)."""
     import matplotlib
@@ -230,8 +234,8 @@ def plot(context: object, tickers: list[str], first: date, path: Path) -> Path |
 
     from stockcast.monitoring.actuals import daily_outcomes
 
-    store = context.store  # type: ignore[attr-defined]
-    window = context.settings.drift_window  # type: ignore[attr-defined]
+    store = context.store
+    window = context.settings.drift_window
     monitoring = store.load_monitoring()
     decisions = store.load_decisions()
     figure, axes = plt.subplots(len(tickers), 1, figsize=(11, 2.6 * len(tickers)), sharex=True, squeeze=False)

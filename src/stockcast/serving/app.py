@@ -88,7 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             context.store.ping()
         except Exception as error:
-            state.problems.append(f"store: {error}")
+            # Not kept: readiness pings the store on every call and reports it while it is away.
+            log.warning("the store is unreachable at start: %s", error)
         else:
             if state.restore_snapshot():
                 # Ready now with the champions served before the restart; the registry check,

@@ -122,7 +122,6 @@ class ServingState:
     limiter: Any = None
     forecasts: Any = None
     forecast_log: Any = None
-    problems: list[str] = field(default_factory=list)
     snapshot: Path | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _warm_up: threading.Thread | None = None

@@ -27,8 +27,7 @@ def build_router() -> APIRouter:
         """Readiness (``/health`` and ``/ready``): 200 when the store answers and at least one
         champion is loaded; 503 with why. Tickers whose champion could not be loaded are listed
         in ``problems``. A load balancer routes by this; a restart would not fix what it reports."""
-        # The store's state now, not at start: a database back since then clears the problem.
-        problems = [problem for problem in state.problems if not problem.startswith("store:")]
+        problems: list[str] = []
         try:
             state.context.store.ping()
         except Exception as error:
