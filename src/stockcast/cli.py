@@ -412,7 +412,14 @@ def _print_actuals(report: Any) -> None:
 @app.command("monitor")
 def monitor_command(
     tickers: TickersOption = None,
-    reports: Annotated[bool, typer.Option(help="Write the Evidently reports (drift, performance).")] = True,
+    reports: Annotated[
+        bool | None,
+        typer.Option(
+            help="Write the Evidently reports (drift, performance) for every ticker now, or never; "
+            "by default where due (none yet, new champion, status worse, or STOCKCAST_REPORT_EVERY_DAYS).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Rolling error against the backtest, coverage, direction and data drift per ticker."""
     from stockcast.monitoring.monitor import monitor
@@ -464,10 +471,19 @@ def _print_health(healths: list[Any]) -> None:
             else f"{health.drift_share:.0%} ({len(health.drifted_features)})",
         )
     console.print(table)
-    reported = [health for health in healths if health.report_uri]
-    if reported:
-        folder = _short_path(reported[0].report_uri).replace(f"/{reported[0].ticker}/", "/{ticker}/")
-        console.print(f"Evidently reports (HTML and JSON): {folder}", highlight=False)
+    written = [health for health in healths if health.report_written]
+    if written:
+        folder = _short_path(written[0].report_uri or "").replace(f"/{written[0].ticker}/", "/{ticker}/")
+        console.print(
+            f"Evidently reports (HTML and JSON) written for {len(written)} ticker(s): {folder}",
+            highlight=False,
+        )
+    carried = len([health for health in healths if health.report_uri and not health.report_written])
+    if carried:
+        console.print(
+            f"{carried} ticker(s) keep the drift figures of their latest report (not due yet)",
+            highlight=False,
+        )
     for health in healths:
         if health.status != "ok":
             console.print(f"{health.ticker}: {health.status}: {health.reason}", highlight=False)
@@ -516,7 +532,9 @@ def replay_command(
     data_dir: Annotated[
         Path | None, typer.Option(help="Where the replay keeps its stores (default: <data dir>/replay).")
     ] = None,
-    report_every: Annotated[int, typer.Option(min=1, help="Evidently reports every N simulated days.")] = 20,
+    report_every: Annotated[
+        int, typer.Option(min=1, help="Evidently reports when due, at least every N simulated weekdays.")
+    ] = 20,
     models: Annotated[
         str | None, typer.Option(help="Candidate models, comma-separated (default: STOCKCAST_MODELS).")
     ] = None,

@@ -165,7 +165,11 @@ def retrain_drifted(
 
 
 def run_cycle(
-    context: Context, tickers: list[str], step: Step = _no_step, reports: bool = True, html: bool = True
+    context: Context,
+    tickers: list[str],
+    step: Step = _no_step,
+    reports: bool | None = None,
+    html: bool = True,
 ) -> CycleReport:
     """Ingest, validate, refresh the feature store, train where needed, forecast; then score
     the forecasts whose day has come, monitor, and retrain what drifted. Forecasts come first:

@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     reference_days: int = Field(default=250, ge=20)
     # Share of drifted features that puts a ticker on watch.
     drift_share_watch: float = Field(default=0.5, gt=0, le=1)
+    # Evidently reports (about 1.5 s a ticker) are written when a ticker has none yet, its
+    # champion or status changed, or this many weekdays have passed; days between carry the
+    # latest report's drift figures. `stockcast monitor --reports` writes them all now.
+    report_every_days: int = Field(default=5, ge=1)
     # Prometheus Pushgateway for batch jobs' monitoring gauges, e.g. http://pushgateway:9091.
     pushgateway_url: str | None = None
     # Scale-out of training: a Dask scheduler (tcp://host:8786) runs the backtests; without one,

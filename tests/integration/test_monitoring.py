@@ -17,6 +17,7 @@ from stockcast.monitoring.actuals import fill_actuals
 from stockcast.monitoring.monitor import monitor
 from stockcast.monitoring.reports import report_prefix
 from stockcast.pipeline import retrain_drifted, train_many
+from stockcast.registry.champion import promote
 from stockcast.settings import load_settings
 
 SETTINGS = {"backtest_days": 100, "min_train_days": 150, "refit_every_days": 50, "models": "naive,ridge"}
@@ -124,6 +125,35 @@ def test_a_steady_champion_is_ok_and_the_command_prints_it(context):
     assert json.loads(context.store.load_monitoring("AAA").iloc[-1]["drifted_features"]) == []
     again = run_cli("retrain", env=env)
     assert again.returncode == 0 and "nothing to retrain" in again.stdout
+
+
+def test_reports_are_written_when_due_and_days_between_keep_the_latest_figures(context):
+    log_daily_forecasts(context, days=30, shifted=0, bias=0.0)
+    fill_actuals(context, ["AAA"])
+    [first] = monitor(context, ["AAA"])  # no report yet: written
+    assert first.report_written and first.report_as_of == first.as_of and first.drift_share is not None
+    prefix = report_prefix("AAA", first.as_of)
+    stamps = {path: context.artifacts.read_bytes(path) for path in context.artifacts.list(prefix)}
+    assert any(path.endswith("data_drift.json") for path in stamps)
+
+    [again] = monitor(context, ["AAA"])  # the same day, same champion: the report stands
+    assert not again.report_written
+    assert (again.drift_share, again.drifted_features, again.report_uri, again.report_as_of) == (
+        first.drift_share,
+        first.drifted_features,
+        first.report_uri,
+        first.report_as_of,
+    )
+    stored = context.store.load_monitoring("AAA").iloc[-1]
+    assert stored["report_as_of"] == first.as_of and stored["drift_share"] == pytest.approx(first.drift_share)
+
+    [forced] = monitor(context, ["AAA"], reports=True)  # `stockcast monitor --reports`
+    assert forced.report_written
+
+    [trained], _ = train_many(context, ["AAA"], force=True)
+    promote(context, "AAA", trained.version, force=True)
+    [after] = monitor(context, ["AAA"])  # a new champion is judged on its own reference window
+    assert after.report_written and after.model_version == trained.version != first.model_version
 
 
 @pytest.fixture

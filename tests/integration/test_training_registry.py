@@ -45,6 +45,16 @@ def test_signal_model_becomes_champion_and_is_logged_with_lineage(context, make_
 
     runs = mlflow.search_runs(experiment_names=["stockcast"], filter_string="tags.ticker = 'AAA'")
     assert len(runs) == 3  # the parent and one child per candidate
+    client = mlflow.MlflowClient()
+    parent = runs.loc[runs["tags.mlflow.parentRunId"].isna()].iloc[0]
+    children = runs.loc[runs["tags.mlflow.parentRunId"] == parent["run_id"]]
+    assert sorted(children["tags.candidate"]) == ["naive", "ridge"]
+    assert set(children["status"]) == {"FINISHED"}
+    assert children["metrics.rmse"].notna().all() and children["params.kind"].notna().all()
+    for run_id in [parent["run_id"], *children["run_id"]]:
+        chart = client.download_artifacts(run_id, "backtest.png")
+        with open(chart, "rb") as png:
+            assert png.read(8) == b"\x89PNG\r\n\x1a\n"  # rendered by the worker, stored as is
 
     model = context.registry.load("AAA", champion.version)
     forecast = make_forecast("AAA", latest_row(features, "AAA"), model, champion.name, champion.version)

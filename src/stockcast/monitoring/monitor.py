@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from stockcast.monitoring.actuals import daily_outcomes
@@ -33,6 +34,8 @@ class TickerHealth:
     status: str
     reason: str
     report_uri: str | None
+    report_as_of: date | None = None
+    report_written: bool = False
 
     def row(self, computed_at: Any) -> dict[str, Any]:
         figures = asdict(self.performance)
@@ -54,6 +57,7 @@ class TickerHealth:
             "status": self.status,
             "reason": self.reason,
             "report_uri": self.report_uri,
+            "report_as_of": self.report_as_of,
             "computed_at": computed_at,
         }
 
@@ -93,10 +97,38 @@ def _backtest_rmse(context: Context, ticker: str, version: str) -> float:
         return float("nan")
 
 
+def report_due(
+    previous: dict[str, Any] | None, as_of: date, version: str | None, status: str, every: int
+) -> str | None:
+    """Why the Evidently reports should be written today, or None when the latest ones stand."""
+    if previous is None or previous.get("report_as_of") is None or not previous.get("report_uri"):
+        return "no report yet"
+    last = previous["report_as_of"]
+    if previous.get("model_version") != version:
+        return "new champion"
+    if last == as_of:
+        return None
+    if status in (WATCH, DRIFT) and previous.get("status") != status:
+        return f"status is now {status}"
+    # Weekdays after the report's day up to and including today.
+    weekdays = int(np.busday_count(last + timedelta(days=1), as_of + timedelta(days=1)))
+    if weekdays >= every:
+        return f"{weekdays} weekdays since the last report"
+    return None
+
+
 def monitor_ticker(
-    context: Context, ticker: str, reports: bool = True, html: bool = True
+    context: Context,
+    ticker: str,
+    reports: bool | None = None,
+    html: bool = True,
+    previous: dict[str, Any] | None = None,
 ) -> TickerHealth | None:
-    """Assess one ticker as of its newest stored bar; None when it has no bars."""
+    """Assess one ticker as of its newest stored bar; None when it has no bars.
+
+    ``reports``: True writes the Evidently reports, False skips them, None writes them when
+    due (see ``report_due``) and otherwise carries the drift figures of ``previous`` (the
+    ticker's latest monitoring row)."""
     store = context.store
     as_of = store.latest_price_date(ticker)
     if as_of is None:
@@ -110,10 +142,17 @@ def monitor_ticker(
     data_end = (
         date.fromisoformat(champion.tags["data_end"]) if champion and "data_end" in champion.tags else None
     )
+    if reports is None:
+        due = report_due(previous, as_of, version, performance.status, context.settings.report_every_days)
+        reports = due is not None
+        if due:
+            log.info("%s: writing reports (%s)", ticker, due)
 
     drift_share: float | None = None
     drifted: list[str] = []
-    report_uri = None
+    report_uri: str | None = None
+    report_as_of: date | None = None
+    written = None
     if reports:
         from stockcast.monitoring.reports import write_reports
 
@@ -129,6 +168,12 @@ def monitor_ticker(
         )
         if written is not None:
             drift_share, drifted, report_uri = written.drift_share, written.drifted_features, written.uri
+            report_as_of = as_of
+    elif previous is not None and previous.get("report_uri"):
+        carried_share = previous.get("drift_share")
+        drift_share = None if carried_share is None or pd.isna(carried_share) else float(carried_share)
+        drifted = json.loads(previous.get("drifted_features") or "[]")
+        report_uri, report_as_of = previous["report_uri"], previous.get("report_as_of")
     status, reason = performance.status, performance.reason
     if (
         status in (OK, UNKNOWN)
@@ -136,7 +181,8 @@ def monitor_ticker(
         and drift_share >= context.settings.drift_share_watch
     ):
         status = WATCH
-        reason = f"{reason}; {drift_share:.0%} of features drifted ({', '.join(drifted)})"
+        seen = "" if report_as_of == as_of else f" in the report of {report_as_of}"
+        reason = f"{reason}; {drift_share:.0%} of features drifted{seen} ({', '.join(drifted)})"
     return TickerHealth(
         ticker=ticker,
         as_of=as_of,
@@ -148,14 +194,23 @@ def monitor_ticker(
         status=status,
         reason=reason,
         report_uri=report_uri,
+        report_as_of=report_as_of,
+        report_written=written is not None,
     )
 
 
 def monitor(
-    context: Context, tickers: list[str], reports: bool = True, html: bool = True
+    context: Context, tickers: list[str], reports: bool | None = None, html: bool = True
 ) -> list[TickerHealth]:
-    """Assess each ticker, store the verdicts, push the gauges when a Pushgateway is set."""
-    healths = [health for ticker in tickers if (health := monitor_ticker(context, ticker, reports, html))]
+    """Assess each ticker, store the verdicts, push the gauges when a Pushgateway is set.
+    ``reports`` as in ``monitor_ticker``: None writes the Evidently reports where due."""
+    latest = context.store.load_monitoring(latest_only=True)
+    previous = {str(row["ticker"]): row for row in latest.to_dict("records")}
+    healths = [
+        health
+        for ticker in tickers
+        if (health := monitor_ticker(context, ticker, reports, html, previous.get(ticker)))
+    ]
     context.store.upsert_monitoring([health.row(context.now()) for health in healths])
     if context.settings.pushgateway_url and healths:
         push_gauges(context.settings.pushgateway_url, context.store.load_monitoring(latest_only=True))
@@ -181,4 +236,14 @@ def push_gauges(url: str, latest: pd.DataFrame) -> None:
         log.warning("could not push monitoring gauges to %s: %s", url, error)
 
 
-__all__ = ["DRIFT", "OK", "UNKNOWN", "WATCH", "TickerHealth", "drifted", "monitor", "monitor_ticker"]
+__all__ = [
+    "DRIFT",
+    "OK",
+    "UNKNOWN",
+    "WATCH",
+    "TickerHealth",
+    "drifted",
+    "monitor",
+    "monitor_ticker",
+    "report_due",
+]

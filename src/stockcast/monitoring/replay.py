@@ -143,14 +143,17 @@ def replay(
     prepare_directory(directory)
     began = time.perf_counter()
     history, note = record_history(settings, tickers, sessions[-1], directory)
-    config = replay_settings(settings, directory).model_copy(update={"source": f"file:{history}"})
+    config = replay_settings(settings, directory).model_copy(
+        update={"source": f"file:{history}", "report_every_days": report_every}
+    )
     context = Context(config)
     for index, session in enumerate(sessions):
         context.set_clock(after_close(tickers[0], session))
         last = index == len(sessions) - 1
         if step:
             step(f"{session} ({index + 1}/{len(sessions)})")
-        cycle = run_cycle(context, tickers, reports=index % report_every == 0 or last, html=last)
+        # Reports where due (STOCKCAST_REPORT_EVERY_DAYS = report_every); HTML on the last day.
+        cycle = run_cycle(context, tickers, reports=True if last else None, html=last)
         for ticker, reason in cycle.failures.items():
             log.info("%s %s: %s", session, ticker, reason)
     report = summarize(context, tickers, sessions[0], sessions[-1], directory)

@@ -164,7 +164,7 @@ def score_actuals(tickers: list[str]) -> dict[str, Any]:
 
 
 @task(retries=1, retry_delay_seconds=30)
-def monitor_tickers(tickers: list[str], reports: bool = True) -> dict[str, str]:
+def monitor_tickers(tickers: list[str], reports: bool | None = None) -> dict[str, str]:
     from stockcast.monitoring.monitor import monitor
 
     healths = monitor(current_context(), tickers, reports=reports)

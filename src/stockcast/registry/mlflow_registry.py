@@ -23,7 +23,7 @@ from stockcast.training.models import ModelSpec
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from stockcast.training.backtest import BacktestResult
+    from stockcast.training.train import Computed
     from stockcast.training.tuning import TuningResult
 
 log = logging.getLogger(__name__)
@@ -86,45 +86,64 @@ class Registry:
     def log_training(
         self,
         ticker: str,
-        results: dict[str, BacktestResult],
-        chosen: BacktestResult,
-        forecaster: Any,
+        computed: Computed,
         lineage: dict[str, str],
         example: pd.DataFrame,
         level: float,
     ) -> tuple[str, str]:
         """Log a parent run with one child per candidate and the chosen model; returns
-        (parent run id, model URI)."""
+        (parent run id, model URI). Charts arrive rendered; each child is one batch write."""
+        import time
+
         import mlflow
+        from mlflow.entities import Metric, Param
+        from mlflow.models import infer_signature
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
         from stockcast.registry.pyfunc_model import OUTPUT_COLUMNS, ForecastModel
 
+        chosen = computed.chosen
         mlflow.set_tracking_uri(self.tracking_uri)
         experiment_id = self.experiment_id()
-        with mlflow.start_run(
-            experiment_id=experiment_id,
-            run_name=f"train-{ticker}-{lineage['data_end']}",
-            tags={"ticker": ticker, "stage": "train", **lineage},
-        ) as parent:
-            for key, result in results.items():
-                with mlflow.start_run(
-                    experiment_id=experiment_id,
+        client = self._client
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            mlflow.start_run(
+                experiment_id=experiment_id,
+                run_name=f"train-{ticker}-{lineage['data_end']}",
+                tags={"ticker": ticker, "stage": "train", **lineage},
+            ) as parent,
+        ):
+            now = int(time.time() * 1000)
+            for key, result in computed.results.items():
+                child = client.create_run(
+                    experiment_id,
                     run_name=key,
-                    nested=True,
-                    tags={"ticker": ticker, "spec": key, "candidate": result.spec.kind},
-                ):
-                    mlflow.log_params({"kind": result.spec.kind, **result.spec.params})
-                    mlflow.log_metrics(_finite(result.metrics))
-                    if result.feature_importances:
-                        mlflow.log_dict(result.feature_importances, "feature_importances.json")
-                    _log_backtest_plot(ticker, result)
+                    tags={
+                        "ticker": ticker,
+                        "spec": key,
+                        "candidate": result.spec.kind,
+                        MLFLOW_PARENT_RUN_ID: parent.info.run_id,
+                    },
+                )
+                child_id = child.info.run_id
+                params = {"kind": result.spec.kind, **result.spec.params}
+                client.log_batch(
+                    child_id,
+                    metrics=[Metric(name, value, now, 0) for name, value in _finite(result.metrics).items()],
+                    params=[Param(name, str(value)) for name, value in params.items()],
+                )
+                if result.feature_importances:
+                    client.log_dict(child_id, result.feature_importances, "feature_importances.json")
+                if key in computed.plots:
+                    client.log_artifact(child_id, _png_file(folder, key, computed.plots[key]))
+                client.set_terminated(child_id)
             mlflow.log_params({"chosen": chosen.spec.key(), "level": level, **lineage})
             mlflow.log_metrics(_finite(chosen.metrics))
-            _log_backtest_plot(ticker, chosen)
-            from mlflow.models import infer_signature
-
+            if chosen.spec.key() in computed.plots:
+                mlflow.log_artifact(_png_file(folder, chosen.spec.key(), computed.plots[chosen.spec.key()]))
             model = ForecastModel(
-                forecaster, chosen.spec.key(), chosen.spec.kind, chosen.residual_quantile, level
+                computed.forecaster, chosen.spec.key(), chosen.spec.kind, chosen.residual_quantile, level
             )
             output_example = pd.DataFrame({column: [1.0] for column in OUTPUT_COLUMNS})
             info = mlflow.pyfunc.log_model(
@@ -231,28 +250,9 @@ def _plot_study(study: Any, path: Path) -> None:
     plt.close(figure)
 
 
-def _log_backtest_plot(ticker: str, result: BacktestResult) -> None:
-    import mlflow
-
-    with tempfile.TemporaryDirectory() as folder:
-        plot = Path(folder) / "backtest.png"
-        _plot_backtest(ticker, result, plot)
-        mlflow.log_artifact(str(plot))
-
-
-def _plot_backtest(ticker: str, result: BacktestResult, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    frame = result.forecasts
-    figure, axis = plt.subplots(figsize=(10, 4))
-    axis.fill_between(frame["date"], frame["lower"], frame["upper"], alpha=0.25, label="interval")
-    axis.plot(frame["date"], frame["actual_close"], color="black", linewidth=1, label="actual")
-    axis.plot(frame["date"], frame["predicted_close"], linewidth=1, label=result.spec.key())
-    axis.set_title(f"{ticker}: walk-forward backtest, skill vs naive {result.metrics['skill_vs_naive']:+.3f}")
-    axis.legend(loc="upper left")
-    figure.tight_layout()
-    figure.savefig(path, dpi=80)
-    plt.close(figure)
+def _png_file(folder: str, key: str, png: bytes) -> str:
+    """Write a rendered chart as ``backtest.png`` in a folder of its own (the artifact's name)."""
+    path = Path(folder) / re.sub(r"[^A-Za-z0-9_.-]", "_", key) / "backtest.png"
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(png)
+    return str(path)

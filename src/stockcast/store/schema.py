@@ -137,4 +137,7 @@ monitoring = Table(
     Column("reason", Text),
     Column("report_uri", Text),
     Column("computed_at", DateTime(timezone=True), nullable=False),
+    # The day of the Evidently reports the drift figures come from (migration 0005): reports
+    # are written on a cadence, and the days between carry the latest one's figures.
+    Column("report_as_of", Date),
 )

@@ -159,12 +159,13 @@ class TrainingPlan:
 
 @dataclass
 class Computed:
-    """The CPU-heavy part: every candidate's walk-forward backtest and the chosen model fitted
-    on the latest window. Computed anywhere (a Dask worker), needing only the rows."""
+    """The CPU-heavy part: every candidate's walk-forward backtest, its chart, and the chosen
+    model fitted on the latest window. Computed anywhere (a Dask worker), needing only the rows."""
 
     results: dict[str, BacktestResult]
     chosen: BacktestResult
     forecaster: Any
+    plots: dict[str, bytes] = field(default_factory=dict)
 
 
 def plan_training(
@@ -193,11 +194,14 @@ def plan_training(
 
 
 def compute_training(rows: pd.DataFrame, plan: TrainingPlan) -> Computed:
-    """Backtest the plan's candidates and fit the best on the newest window (pure)."""
+    """Backtest the plan's candidates, chart each, and fit the best on the newest window (pure)."""
+    from stockcast.training.plots import backtest_png
+
     results = run_backtests(rows, plan.specs, plan.config, plan.seed)
     chosen = best_candidate(results)
     forecaster = fit_on_history(chosen.spec, rows, plan.config.train_window_days, plan.seed)
-    return Computed(results, chosen, forecaster)
+    plots = {key: backtest_png(plan.ticker, result) for key, result in results.items()}
+    return Computed(results, chosen, forecaster, plots)
 
 
 def finish_training(
@@ -228,9 +232,7 @@ def finish_training(
         "feature_service": FEATURE_SERVICE,
     }
     example = rows[[*FEATURE_COLUMNS, "close"]].tail(1).reset_index(drop=True)
-    run_id, model_uri = registry.log_training(
-        ticker, results, chosen, computed.forecaster, lineage, example, settings.interval_level
-    )
+    run_id, model_uri = registry.log_training(ticker, computed, lineage, example, settings.interval_level)
     tags = version_tags(chosen, rows, lineage, settings.interval_level)
     registered = registry.register(ticker, model_uri, run_id, tags)
     apply_decision(context, ticker, registered, champion, scores, decision, "train", trigger=plan.trigger)
