@@ -14,6 +14,8 @@ from tests.series import synthetic_bars
 
 os.environ.setdefault("YF_DISABLE_CURL_CFFI", "1")  # lets yfinance take a plain requests.Session
 
+pytest_plugins = ["tests.services"]
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

@@ -7,7 +7,9 @@ Writes go to a temporary key first and are moved into place, so a reader never s
 from __future__ import annotations
 
 import io
+import os
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -17,12 +19,35 @@ if TYPE_CHECKING:
 
 
 class ArtifactStore:
-    def __init__(self, root: str):
+    def __init__(self, root: str, s3_endpoint: str | None = None):
+        """``s3_endpoint``: an S3-compatible server (MinIO) for s3:// roots; credentials come
+        from the standard AWS variables or files, never from here."""
         from fsspec.core import url_to_fs
 
         self.root = root.rstrip("/")
+        options = {}
+        if s3_endpoint and self.root.startswith(("s3://", "s3a://")):
+            options["client_kwargs"] = {"endpoint_url": s3_endpoint}
         self.fs: AbstractFileSystem
-        self.fs, self._base = url_to_fs(self.root)
+        self.fs, self._base = url_to_fs(self.root, **options)
+
+    @property
+    def is_local(self) -> bool:
+        protocol = self.fs.protocol
+        return "file" in (protocol if isinstance(protocol, tuple) else (protocol,))
+
+    def version(self, key: str) -> str:
+        """An identity of the object's current content (ETag on S3, size and time elsewhere)."""
+        info = self.fs.info(self._path(key))
+        tag = info.get("ETag") or info.get("etag")
+        return str(tag) if tag else f"{info.get('size')}:{info.get('mtime') or info.get('LastModified')}"
+
+    def download(self, key: str, destination: Path) -> None:
+        """Copy an object to a local file, replacing it whole (written aside, then renamed)."""
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        staging = destination.with_name(f".tmp-{uuid.uuid4().hex}")
+        staging.write_bytes(self.read_bytes(key))
+        os.replace(staging, destination)
 
     def url(self, key: str) -> str:
         return f"{self.root}/{key.lstrip('/')}"

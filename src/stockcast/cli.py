@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -37,6 +38,10 @@ flows_app = typer.Typer(
     help="Prefect flows: run one now, or serve all on their schedules.", no_args_is_help=True
 )
 app.add_typer(flows_app, name="flows")
+db_app = typer.Typer(
+    help="The relational store's schema: migrate it, or show where it is.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
 
 # Piped output gets a wide table instead of rich's 80-column fallback.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -675,6 +680,74 @@ def models_list(tickers: TickersOption = None) -> None:
     console.print(table)
     if missing:
         errors.print(f"no champion yet for {', '.join(missing)}; run `stockcast train`", highlight=False)
+
+
+def _redacted(url: str) -> str:
+    """A database URL fit for the console: the password replaced."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.rsplit("@", maxsplit=1)[-1]
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    mlflow_too: Annotated[
+        bool,
+        typer.Option(
+            "--mlflow/--no-mlflow",
+            help="Also migrate MLflow's own database when MLFLOW_TRACKING_URI names one.",
+        ),
+    ] = True,
+) -> None:
+    """Apply the schema migrations to STOCKCAST_DATABASE_URL (a no-op when already current)."""
+    from stockcast.store.database import Store
+
+    settings = _guarded(load_settings)
+    store = Store(settings.resolved_database_url)
+    before, after = _guarded(store.upgrade)
+    where = _redacted(settings.resolved_database_url)
+    if before == after:
+        console.print(f"{where}: already at revision {after}", highlight=False)
+    else:
+        console.print(
+            f"{where}: migrated from {before or 'an empty database'} to revision {after}", highlight=False
+        )
+    tracking = settings.resolved_tracking_uri
+    if mlflow_too and tracking.split(":", 1)[0].split("+")[0] in {"sqlite", "postgresql", "mysql", "mssql"}:
+        # MLflow's schema has its own migrations; its own command applies them.
+        done = subprocess.run(  # noqa: S603 - our interpreter, MLflow's own command, a URI argument
+            [sys.executable, "-m", "mlflow", "db", "upgrade", tracking],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            errors.print(
+                f"[red]error:[/red] MLflow's database migration failed: {done.stderr.strip()[-500:]}"
+            )
+            raise typer.Exit(1)
+        console.print(f"{_redacted(tracking)}: MLflow schema current", highlight=False)
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """The schema revision the database is at and the one this version needs."""
+    from stockcast.store.database import Store, head_revision
+
+    settings = _guarded(load_settings)
+    store = Store(settings.resolved_database_url)
+    _guarded(store.ping)
+    found, wanted = store.schema_revision(), head_revision()
+    state = "current" if found == wanted else "behind: run `stockcast db upgrade`"
+    console.print(
+        f"{_redacted(settings.resolved_database_url)}: revision {found or 'none'}, needs {wanted} ({state})",
+        highlight=False,
+    )
+    if found != wanted:
+        raise typer.Exit(1)
 
 
 @models_app.command("history")

@@ -37,27 +37,41 @@ class Context:
         from stockcast.store.database import Store
 
         store = Store(self.settings.resolved_database_url)
-        store.upgrade()
+        if self.settings.migrate_on_start:
+            store.upgrade()
+        else:
+            store.check_schema()
         return store
 
     @cached_property
     def artifacts(self) -> ArtifactStore:
         from stockcast.artifacts import ArtifactStore
 
-        return ArtifactStore(self.settings.resolved_artifact_root)
+        return ArtifactStore(self.settings.resolved_artifact_root, self.settings.s3_endpoint_url)
 
     @cached_property
     def registry(self) -> Registry:
+        import os
+
         from stockcast.registry.mlflow_registry import Registry
 
+        if self.settings.s3_endpoint_url:
+            # MLflow's S3 client reads its endpoint from the environment only.
+            os.environ.setdefault("MLFLOW_S3_ENDPOINT_URL", self.settings.s3_endpoint_url)
         return Registry(self.settings.resolved_tracking_uri, self.settings.mlflow_artifact_location)
 
     @cached_property
     def feature_store(self) -> FeatureStoreAdapter:
-        from stockcast.features.feature_store import FeatureStoreAdapter
+        from stockcast.features.feature_store import FeatureStoreAdapter, OfflineMirror
         from stockcast.features.offline import OFFLINE_TABLE_KEY
 
-        return FeatureStoreAdapter(self.settings, self.artifacts.url(OFFLINE_TABLE_KEY))
+        if self.artifacts.is_local:
+            return FeatureStoreAdapter(self.settings, self.artifacts.url(OFFLINE_TABLE_KEY))
+        # A remote table (S3) is read by Feast from a local copy kept in step with it.
+        copy = (self.settings.data_dir / "feast" / "offline" / "daily_features.parquet").resolve()
+        return FeatureStoreAdapter(
+            self.settings, str(copy), OfflineMirror(self.artifacts, OFFLINE_TABLE_KEY, copy)
+        )
 
     @cached_property
     def source(self) -> PriceSource:

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     start_date: str = "2000-01-01"
     end_date: str | None = None
     database_url: str | None = None
+    # Apply the relational store's migrations when a process opens it. Production may turn
+    # this off and run `stockcast db upgrade` as a deployment step; then an outdated schema is
+    # a clear error instead of a silent change.
+    migrate_on_start: bool = True
     artifact_root: str | None = None
     mlflow_tracking_uri: str | None = Field(
         default=None,

@@ -18,7 +18,7 @@ FAST = {"backtest_days": 100, "min_train_days": 150, "refit_every_days": 50, "mo
 
 
 @pytest.fixture
-def context(make_bars, monkeypatch):
+def context(backend, make_bars, monkeypatch):
     monkeypatch.setenv("STOCKCAST_TICKERS", "AAA")
     for key, value in FAST.items():
         monkeypatch.setenv(f"STOCKCAST_{key.upper()}", value)

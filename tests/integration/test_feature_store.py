@@ -32,6 +32,23 @@ def context(bars) -> Context:
     return context
 
 
+@pytest.fixture(params=["sqlite", "redis", "postgresql"])
+def online_context(request, bars) -> Context:
+    """The same context with each online store Feast is configured for by settings."""
+    online = "sqlite"
+    if request.param == "redis":
+        online = request.getfixturevalue("redis_server")
+    elif request.param == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+        name = server.create_database()
+        request.addfinalizer(lambda: server.drop_database(name))
+        online = server.url(name, driver="postgresql")
+    settings = load_settings(tickers="AAA,BBB", feast_online_store=online, **FAST)
+    context = Context(settings, clock=NOW)
+    context.store.upsert_prices(bars)
+    return context
+
+
 def test_historical_features_equal_features_from_bars_up_to_t_even_after_later_data(context, bars):
     cut = pd.Timestamp("2016-03-01")
     with context.store.engine.begin() as connection:
@@ -66,7 +83,8 @@ def test_an_entity_between_closes_gets_the_previous_sessions_features(context):
     assert retrieved.loc[1, "log_ret_1"] == pytest.approx(next_day["log_ret_1"])
 
 
-def test_online_vector_equals_the_latest_offline_row_for_every_ticker(context, bars):
+def test_online_vector_equals_the_latest_offline_row_for_every_ticker(online_context, bars):
+    context = online_context
     refresh_feature_store(context)
     online = context.feature_store.online(["AAA", "BBB"]).set_index("ticker")
     offline = offline_frame(build_features(bars))
@@ -78,7 +96,8 @@ def test_online_vector_equals_the_latest_offline_row_for_every_ticker(context, b
         assert online.loc[ticker, TIMESTAMP_FIELD] == latest[TIMESTAMP_FIELD]
 
 
-def test_second_refresh_materializes_only_the_new_days(context, bars):
+def test_second_refresh_materializes_only_the_new_days(online_context, bars):
+    context = online_context
     with context.store.engine.begin() as connection:
         connection.exec_driver_sql("DELETE FROM prices WHERE date > '2016-09-30'")
     first = refresh_feature_store(context)

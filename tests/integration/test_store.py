@@ -11,9 +11,14 @@ from sqlalchemy import inspect
 from stockcast.store.database import Store, StoreUnavailableError
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'db' / 'store.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """The same suite on each backend the store supports."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_database")
+    else:
+        url = f"sqlite:///{tmp_path / 'db' / 'store.db'}"
+    store = Store(url)
     store.upgrade()
     yield store
     store.dispose()
@@ -82,36 +87,45 @@ def test_unopenable_database_is_a_clear_error(tmp_path):
         Store(f"sqlite:///{blocker}/nested/store.db").upgrade()
 
 
-def test_the_forecast_log_shares_commits_and_fails_only_the_bad_request(store):
+def test_the_forecast_log_shares_commits_and_fails_only_the_bad_request(store, monkeypatch):
+    import threading
     from concurrent.futures import wait
 
     from stockcast.serving.forecast_log import ForecastLog
 
+    # A gate in front of the real write keeps the writer busy inside a commit, on any backend.
+    gate = threading.Event()
+    write = store.log_forecasts
+
+    def slow_write(records):
+        assert gate.wait(30)
+        return write(records)
+
+    monkeypatch.setattr(store, "log_forecasts", slow_write)
     writer = ForecastLog(lambda: store)
     try:
-        # While a commit is under way (the store's writer lock held), 400 requests arrive.
-        with store._write_lock:
-            futures = [writer.submit([_forecast(f"r{n}")]) for n in range(400)]
-            assert not any(future.done() for future in futures)  # nothing answered before stored
+        # While a commit is under way, 400 requests arrive.
+        futures = [writer.submit([_forecast(f"r{n}")]) for n in range(400)]
+        assert not any(future.done() for future in futures)  # nothing answered before stored
+        gate.set()
         wait(futures)
         assert all(future.exception() is None for future in futures)
         assert len(store.load_forecasts(ticker="AAA")) == 400
         assert writer.commits <= 2  # those waiting together went out in one transaction
 
         bad = {**_forecast("bad"), "ticker": None}  # violates NOT NULL
-        held = store._write_lock.acquire()  # keep the writer busy so both requests queue together
-        try:
-            first = writer.submit([_forecast("good")])
-            second = writer.submit([bad])
-            third = writer.submit([_forecast("also-good")])
-        finally:
-            if held:
-                store._write_lock.release()
-        assert first.result(10) is None and third.result(10) is None
-        with pytest.raises(Exception, match="NOT NULL"):
+        gate.clear()  # keep the writer busy so the three requests queue together
+        busy = writer.submit([_forecast("busy")])
+        first = writer.submit([_forecast("good")])
+        second = writer.submit([bad])
+        third = writer.submit([_forecast("also-good")])
+        gate.set()
+        assert busy.result(10) is None and first.result(10) is None and third.result(10) is None
+        with pytest.raises(Exception, match=r"(?i)not.null"):
             second.result(10)
         assert {"good", "also-good"} <= set(store.load_forecasts(ticker="AAA")["request_id"])
     finally:
+        gate.set()
         writer.close()
     refused = writer.submit([_forecast("late")])
     with pytest.raises(RuntimeError, match="closed"):

@@ -21,8 +21,12 @@ FAST = {
 
 
 @pytest.fixture
-def context():
-    return Context(load_settings(tickers="AAA", **FAST))
+def context(backend):
+    settings = load_settings(tickers="AAA", **FAST)
+    assert settings.resolved_tracking_uri.startswith(backend) and settings.resolved_database_url.startswith(
+        backend
+    )
+    return Context(settings)
 
 
 def test_signal_model_becomes_champion_and_is_logged_with_lineage(context, make_bars):

@@ -27,6 +27,7 @@ from stockcast.features.build import FEATURE_COLUMNS
 if TYPE_CHECKING:
     from feast import FeatureStore
 
+    from stockcast.artifacts import ArtifactStore
     from stockcast.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -218,10 +219,35 @@ def offline_frame(features: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+class OfflineMirror:
+    """A local copy of the offline table kept in step with the artifact store.
+
+    Feast's DuckDB engine reads remote parquet only through DuckDB's httpfs extension, which
+    it downloads at run time from DuckDB's own site; a process that cannot reach that site
+    (or should not) reads this copy instead. The table of record stays in the artifact store;
+    the copy is refreshed whenever the object there changed (one metadata request)."""
+
+    def __init__(self, artifacts: ArtifactStore, key: str, path: Path):
+        self.artifacts, self.key, self.path = artifacts, key, path
+        self._marker = path.with_name(path.name + ".version")
+
+    def sync(self) -> None:
+        if not self.artifacts.exists(self.key):
+            return
+        current = self.artifacts.version(self.key)
+        if self.path.exists() and self._marker.exists() and self._marker.read_text() == current:
+            return
+        self.artifacts.download(self.key, self.path)
+        self._marker.write_text(current)
+
+
 class FeatureStoreAdapter:
-    def __init__(self, settings: Settings, offline_path: str):
+    def __init__(self, settings: Settings, offline_path: str, mirror: OfflineMirror | None = None):
+        """``offline_path``: the parquet Feast's offline source reads; with ``mirror``, a local
+        copy that is brought up to date before each read."""
         self.settings = settings
         self.offline_path = offline_path
+        self.mirror = mirror
         self.s3_endpoint = settings.s3_endpoint_url
         self.repo_dir = (settings.data_dir / "feature_repo").resolve()
         self._store: FeatureStore | None = None
@@ -276,6 +302,8 @@ class FeatureStoreAdapter:
         TTL and so load nothing of a historical table.
         """
         newest = table[TIMESTAMP_FIELD].max().to_pydatetime() + timedelta(seconds=1)
+        if self.mirror is not None:
+            self.mirror.sync()
         previous = self.last_materialized()
         if previous is None or full:
             start = table[TIMESTAMP_FIELD].min().to_pydatetime() - timedelta(seconds=1)
@@ -293,6 +321,8 @@ class FeatureStoreAdapter:
     def historical(self, entities: pd.DataFrame) -> pd.DataFrame:
         """Point-in-time features for (ticker, event_timestamp) rows: for each row the latest
         feature row stamped at or before its timestamp, within the TTL."""
+        if self.mirror is not None:
+            self.mirror.sync()
         job = self.store.get_historical_features(entity_df=entities, features=self._service())
         frame = job.to_df()
         frame[TIMESTAMP_FIELD] = pd.to_datetime(frame[TIMESTAMP_FIELD], utc=True)

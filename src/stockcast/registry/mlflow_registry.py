@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import tempfile
 from dataclasses import dataclass
@@ -62,8 +63,11 @@ class Registry:
     def __init__(self, tracking_uri: str, artifact_location: str):
         import mlflow
 
-        # MLflow sets its own loggers up on import; keep its chatter out of our console.
+        # MLflow sets its own loggers up on import; keep its chatter out of our console (and
+        # its "View run at" lines out of stdout, which a server URI would otherwise print).
         logging.getLogger("mlflow").setLevel(logging.ERROR)
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.tracking_uri = tracking_uri
         self.artifact_location = artifact_location
         mlflow.set_tracking_uri(tracking_uri)
@@ -76,8 +80,11 @@ class Registry:
         if self._experiment_id is None:
             experiment = self._client.get_experiment_by_name(EXPERIMENT_NAME)
             if experiment is None:
+                # A tracking server keeps artifacts where it was told to (proxied through it);
+                # a database or file backend gets them under the artifact root.
+                served = self.tracking_uri.startswith(("http://", "https://", "databricks"))
                 self._experiment_id = self._client.create_experiment(
-                    EXPERIMENT_NAME, artifact_location=self.artifact_location
+                    EXPERIMENT_NAME, artifact_location=None if served else self.artifact_location
                 )
             else:
                 self._experiment_id = experiment.experiment_id
@@ -185,7 +192,11 @@ class Registry:
         except MlflowException as error:
             if "RESOURCE_ALREADY_EXISTS" not in str(error.error_code):
                 raise
-        created = self._client.create_model_version(name, model_uri, run_id=run_id, tags=tags)
+        # A logged model's URI is models:/<model id>; a tracking server wants that id named too.
+        model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+        created = self._client.create_model_version(
+            name, model_uri, run_id=run_id, tags=tags, model_id=model_id
+        )
         return RegisteredVersion(ticker, name, str(created.version), _spec_from_tags(tags), dict(tags))
 
     def version(self, ticker: str, version: str) -> RegisteredVersion:

@@ -32,6 +32,10 @@ class StoreUnavailableError(RuntimeError):
     """The database cannot be reached or opened."""
 
 
+class SchemaOutdatedError(StoreUnavailableError):
+    """The database's schema is behind the code and migrating on start is turned off."""
+
+
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
@@ -112,11 +116,24 @@ class Store:
         except DBAPIError:  # no such table yet (or no database): the full upgrade will say
             return None
 
-    def upgrade(self) -> None:
+    def check_schema(self) -> None:
+        """Fail clearly when the schema is not the one this code was written for."""
+        found, wanted = self.schema_revision(), head_revision()
+        if found != wanted:
+            self.ping()  # an unreachable database says so rather than "outdated"
+            raise SchemaOutdatedError(
+                f"the database schema is at revision {found or 'none (empty database)'}, this "
+                f"version of stockcast needs {wanted}: run `stockcast db upgrade` "
+                "(or set STOCKCAST_MIGRATE_ON_START=true)"
+            )
+
+    def upgrade(self) -> tuple[str | None, str]:
         """Bring the schema to the newest migration; safe to run on every start. A database
-        already at the head is recognised with one query, without loading Alembic."""
-        if self.schema_revision() == head_revision():
-            return
+        already at the head is recognised with one query, without loading Alembic. Returns
+        the revisions before and after."""
+        before = self.schema_revision()
+        if before == head_revision():
+            return before, before
         from alembic import command
         from alembic.config import Config
 
@@ -128,6 +145,7 @@ class Store:
                 command.upgrade(config, "head")
         except OperationalError as error:
             raise StoreUnavailableError(f"cannot open the database: {error.orig}") from error
+        return before, head_revision()
 
     def ping(self) -> None:
         try:
