@@ -32,7 +32,7 @@ run: install ## Run one daily cycle on the embedded defaults and print the forec
 	$(BIN)/stockcast run
 
 test: install-dev ## Run the whole test suite
-	bash scripts/test-services.sh postgresql redis-server prometheus prometheus-pushgateway
+	bash scripts/test-services.sh postgresql redis-server prometheus prometheus-pushgateway chromium
 	$(BIN)/python -m pytest -p no:cacheprovider --cov --cov-report=term --cov-fail-under=85 $(PYTEST_ARGS)
 
 lint: install-dev ## Lint, check formatting and type-check

@@ -632,6 +632,34 @@ def serve(
     )
 
 
+@app.command()
+def dashboard(
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind (default STOCKCAST_HOST, 127.0.0.1).")
+    ] = None,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8501,
+) -> None:
+    """Start the web dashboard (Streamlit): forecasts, history, models and monitoring."""
+    from importlib.resources import files
+
+    settings: Settings = _guarded(load_settings)
+    script = str(files("stockcast.dashboard").joinpath("app.py"))
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        script,
+        f"--server.address={host or settings.host}",
+        f"--server.port={port}",
+        "--server.headless=true",
+        "--browser.gatherUsageStats=false",
+        "--global.developmentMode=false",
+        "--client.toolbarMode=minimal",
+    ]
+    raise typer.Exit(subprocess.call(command))  # noqa: S603 - our interpreter and our script
+
+
 def _promoted_at(decisions: Any, ticker: str, version: str) -> str:
     made = decisions[
         (decisions["ticker"] == ticker)

@@ -47,17 +47,14 @@ class Context:
     def artifacts(self) -> ArtifactStore:
         from stockcast.artifacts import ArtifactStore
 
+        self.settings.export_for_libraries()  # s3fs/botocore read credentials from there
         return ArtifactStore(self.settings.resolved_artifact_root, self.settings.s3_endpoint_url)
 
     @cached_property
     def registry(self) -> Registry:
-        import os
-
         from stockcast.registry.mlflow_registry import Registry
 
-        if self.settings.s3_endpoint_url:
-            # MLflow's S3 client reads its endpoint from the environment only.
-            os.environ.setdefault("MLFLOW_S3_ENDPOINT_URL", self.settings.s3_endpoint_url)
+        self.settings.export_for_libraries()  # MLflow's S3 client reads only the environment
         return Registry(self.settings.resolved_tracking_uri, self.settings.mlflow_artifact_location)
 
     @cached_property

@@ -81,6 +81,13 @@ class Settings(BaseSettings):
             "STOCKCAST_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL"
         ),
     )
+    # S3 credentials under their standard names, so that they may live in .env too; the
+    # libraries that read only the process environment (botocore, MLflow) get them from
+    # `export_for_libraries`. Unset: the usual AWS chain (variables, files, instance roles).
+    aws_access_key_id: SecretStr | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = Field(default=None, validation_alias="AWS_SECRET_ACCESS_KEY")
+    # Where the dashboard sends its forecast requests; default http://{host}:{port}.
+    api_url: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
@@ -218,6 +225,21 @@ class Settings(BaseSettings):
         if self.end_date and self.start_date and self.end_date <= self.start_date:
             raise ValueError("end_date must be after start_date")
         return self
+
+    def export_for_libraries(self) -> None:
+        """Hand the settings that boto3/s3fs and MLflow read only from the environment to
+        them (values from .env included); what the environment already says wins."""
+        import os
+
+        exported = {
+            "AWS_ACCESS_KEY_ID": self.aws_access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.aws_secret_access_key,
+            "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint_url,
+        }
+        for name, value in exported.items():
+            if value is not None:
+                secret = value.get_secret_value() if isinstance(value, SecretStr) else value
+                os.environ.setdefault(name, secret)
 
     @property
     def resolved_database_url(self) -> str:

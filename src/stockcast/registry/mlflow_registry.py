@@ -45,6 +45,7 @@ class RegisteredVersion:
     version: str
     spec: ModelSpec
     tags: dict[str, str]
+    run_id: str | None = None
 
     @property
     def kind(self) -> str:
@@ -197,13 +198,15 @@ class Registry:
         created = self._client.create_model_version(
             name, model_uri, run_id=run_id, tags=tags, model_id=model_id
         )
-        return RegisteredVersion(ticker, name, str(created.version), _spec_from_tags(tags), dict(tags))
+        return RegisteredVersion(
+            ticker, name, str(created.version), _spec_from_tags(tags), dict(tags), run_id
+        )
 
     def version(self, ticker: str, version: str) -> RegisteredVersion:
         name = model_name_for(ticker)
         found = self._client.get_model_version(name, version)
         tags = dict(found.tags)
-        return RegisteredVersion(ticker, name, str(found.version), _spec_from_tags(tags), tags)
+        return RegisteredVersion(ticker, name, str(found.version), _spec_from_tags(tags), tags, found.run_id)
 
     def by_alias(self, ticker: str, alias: str) -> RegisteredVersion | None:
         from mlflow.exceptions import MlflowException
@@ -214,7 +217,7 @@ class Registry:
         except MlflowException:
             return None
         tags = dict(found.tags)
-        return RegisteredVersion(ticker, name, str(found.version), _spec_from_tags(tags), tags)
+        return RegisteredVersion(ticker, name, str(found.version), _spec_from_tags(tags), tags, found.run_id)
 
     def champion(self, ticker: str) -> RegisteredVersion | None:
         return self.by_alias(ticker, CHAMPION)

@@ -376,5 +376,11 @@ class Store:
         job["result"] = json.loads(job["result"]) if job["result"] else None
         return job
 
+    def recent_jobs(self, limit: int = 20) -> pd.DataFrame:
+        """The newest jobs first (training requested through the API)."""
+        query = select(jobs).order_by(jobs.c.created_at.desc()).limit(limit)
+        with self.engine.connect() as connection:
+            return pd.DataFrame(connection.execute(query).fetchall(), columns=[c.name for c in jobs.columns])
+
     def dispose(self) -> None:
         self.engine.dispose()

@@ -2,73 +2,18 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 from fastapi import APIRouter, HTTPException
 
-from stockcast.registry.mlflow_registry import RegisteredVersion
 from stockcast.serving.deps import KEY_REQUIRED, READ_ACCESS, StateDep
-from stockcast.serving.schemas import (
-    DecisionSummary,
-    ErrorBody,
-    RollbackResponse,
-    TickerModels,
-    VersionSummary,
-)
+from stockcast.serving.schemas import ErrorBody, RollbackResponse, TickerModels
 from stockcast.serving.state import ServingState
-
-
-def _number(tags: dict[str, str], key: str) -> float | None:
-    try:
-        value = float(tags[key])
-    except (KeyError, ValueError):
-        return None
-    return None if math.isnan(value) else value
-
-
-def _summary(version: RegisteredVersion | None) -> VersionSummary | None:
-    if version is None:
-        return None
-    tags = version.tags
-    return VersionSummary(
-        version=version.version,
-        kind=version.kind,
-        spec=tags.get("spec_key", ""),
-        rmse=_number(tags, "rmse"),
-        naive_rmse=_number(tags, "naive_rmse"),
-        skill_vs_naive=_number(tags, "skill_vs_naive"),
-        coverage=_number(tags, "coverage"),
-        directional_accuracy=_number(tags, "directional_accuracy"),
-        data_end=tags.get("data_end"),
-        decision_reason=tags.get("decision_reason"),
-    )
-
-
-DECISIONS_SHOWN = 10
-
-
-def _decisions(state: ServingState, ticker: str) -> list[DecisionSummary]:
-    frame = state.context.store.load_decisions(ticker).tail(DECISIONS_SHOWN).iloc[::-1]
-    return [
-        DecisionSummary(**{key: _clean(row.get(key)) for key in DecisionSummary.model_fields})
-        for row in frame.to_dict(orient="records")
-    ]
-
-
-def _clean(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else value
+from stockcast.views import ticker_models
 
 
 def _ticker_models(state: ServingState, ticker: str) -> TickerModels:
-    registry = state.context.registry
     served = state.champions.get(ticker)
     return TickerModels(
-        ticker=ticker,
-        champion=_summary(registry.champion(ticker)),
-        challenger=_summary(registry.by_alias(ticker, "challenger")),
-        served_version=served.version if served else None,
-        decisions=_decisions(state, ticker),
+        **ticker_models(state.context, ticker), served_version=served.version if served else None
     )
 
 

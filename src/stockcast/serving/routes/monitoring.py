@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import math
-from typing import Any
-
 from fastapi import APIRouter, HTTPException
 
 from stockcast.serving.deps import READ_ACCESS, StateDep
-from stockcast.serving.schemas import ErrorBody, MonitoringDay, TickerMonitoring
-
-HISTORY_DAYS = 60
-
-
-def _clean(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
-def _monitoring(rows: list[dict[str, Any]]) -> TickerMonitoring:
-    latest = {key: _clean(value) for key, value in rows[-1].items()}
-    latest["drifted_features"] = json.loads(latest["drifted_features"] or "[]")
-    history = [
-        MonitoringDay(**{key: _clean(row[key]) for key in MonitoringDay.model_fields})
-        for row in rows[-HISTORY_DAYS:]
-    ]
-    return TickerMonitoring(**latest, history=history)
+from stockcast.serving.schemas import ErrorBody, TickerMonitoring
+from stockcast.views import monitoring_of
 
 
 def build_router() -> APIRouter:
@@ -35,8 +16,7 @@ def build_router() -> APIRouter:
     @router.get("/monitoring", response_model=list[TickerMonitoring])
     def monitoring_all(state: StateDep) -> list[TickerMonitoring]:
         """The latest verdict of every monitored ticker."""
-        frame = state.context.store.load_monitoring()
-        return [_monitoring(rows.to_dict(orient="records")) for _, rows in frame.groupby("ticker", sort=True)]
+        return [TickerMonitoring(**summary) for summary in monitoring_of(state.context)]
 
     @router.get(
         "/monitoring/{ticker}", response_model=TickerMonitoring, responses={404: {"model": ErrorBody}}
@@ -45,9 +25,9 @@ def build_router() -> APIRouter:
         """Status (ok, watch, drift, unknown), rolling RMSE against the backtest, coverage,
         direction, drifted features, the report's location, and the recent history."""
         symbol = ticker.upper()
-        rows = state.context.store.load_monitoring(symbol).to_dict(orient="records")
-        if not rows:
+        found = monitoring_of(state.context, symbol)
+        if not found:
             raise HTTPException(404, f"{symbol} has not been monitored yet; run `stockcast monitor`")
-        return _monitoring(rows)
+        return TickerMonitoring(**found[0])
 
     return router

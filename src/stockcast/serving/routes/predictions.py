@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from stockcast.serving.deps import READ_ACCESS, StateDep
 from stockcast.serving.schemas import LoggedForecast, PredictionsPage
-
-
-def _clean(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else value
+from stockcast.views import clean
 
 
 def build_router() -> APIRouter:
@@ -34,7 +30,7 @@ def build_router() -> APIRouter:
             ticker=ticker.upper() if ticker else None, start=start, end=end, limit=limit + 1, offset=offset
         )
         rows = frame.drop(columns=["id", "features"]).to_dict(orient="records")
-        items = [LoggedForecast(**{key: _clean(value) for key, value in row.items()}) for row in rows[:limit]]
+        items = [LoggedForecast(**{key: clean(value) for key, value in row.items()}) for row in rows[:limit]]
         return PredictionsPage(
             items=items, limit=limit, offset=offset, next_offset=offset + limit if len(rows) > limit else None
         )

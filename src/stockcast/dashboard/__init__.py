@@ -1,0 +1,1 @@
+"""The Streamlit dashboard: `stockcast dashboard` serves app.py."""

@@ -1,0 +1,161 @@
+"""The dashboard in a real browser (Debian's chromium driven by Playwright, headless) over a
+store filled by `stockcast run` on the bundled sample: every page opens, shows its key element,
+agrees with the store, and is photographed (test-artifacts/dashboard/, and the README's
+docs/screenshots/ when STOCKCAST_SCREENSHOTS_DIR names it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from tests.conftest import clean_environment
+from tests.e2e.test_daily_cycle import run_cli
+from tests.services import free_port, wait_until
+
+from stockcast.context import Context
+from stockcast.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
+TICKERS = "AAPL,MSFT"
+
+
+@pytest.fixture(scope="module")
+def filled_store(tmp_path_factory) -> dict[str, str]:
+    """Twenty simulated sessions up to the sample's last day (`stockcast replay`: `run`'s cycle
+    per day, so the history has scored forecasts), then `stockcast run` itself on the result."""
+    folder = tmp_path_factory.mktemp("dashboard")
+    env = {
+        "STOCKCAST_DATA_DIR": str(folder / "data"),
+        "STOCKCAST_TICKERS": TICKERS,
+        "STOCKCAST_MODELS": "naive,drift,ridge",
+        "STOCKCAST_BACKTEST_DAYS": "100",
+        "STOCKCAST_YAHOO_TIMEOUT_SECONDS": "5",
+        "STOCKCAST_YAHOO_RETRIES": "0",
+    }
+    replayed = run_cli(
+        "replay", "--start", "2013-02-01", "--days", "20", "--data-dir", env["STOCKCAST_DATA_DIR"], env=env
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    result = run_cli("run", env=env)
+    assert result.returncode == 0, result.stderr
+    return env
+
+
+@pytest.fixture(scope="module")
+def dashboard(filled_store) -> str:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "stockcast"),
+            "dashboard",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=clean_environment(**filled_store),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    wait_until(healthy, "stockcast dashboard", process)
+    yield url
+    process.terminate()
+    process.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("chromium is not installed: `make test` installs Debian's chromium package")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+def photograph(page, name: str) -> None:
+    # Streamlit shows its status widget while the script runs; then the charts draw.
+    page.wait_for_selector("[data-testid=stStatusWidget]", state="detached", timeout=30_000)
+    page.wait_for_timeout(1000)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    extra = os.environ.get("STOCKCAST_SCREENSHOTS_DIR")
+    if extra:
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        shutil.copy(ARTIFACTS / f"{name}.png", Path(extra) / f"dashboard-{name}.png")
+
+
+def open_page(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("[data-testid=stMain] h1, [data-testid=stMain] h2", timeout=60_000)
+    assert page.locator("[data-testid=stException]").count() == 0
+
+
+def test_forecast_page_draws_the_chart_and_shows_the_stored_forecast(page, dashboard, filled_store):
+    open_page(page, dashboard)
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    context = Context(load_settings(data_dir=filled_store["STOCKCAST_DATA_DIR"], tickers=TICKERS))
+    stored = context.store.load_forecasts(ticker="AAPL").iloc[-1]
+    metrics = page.locator("[data-testid=stMetricValue]").all_inner_texts()
+    assert metrics[0] == f"{stored['predicted_close']:,.2f}"
+    assert str(stored["target_date"]) in metrics
+    assert page.locator(".js-plotly-plot .candlestick, .js-plotly-plot g.trace").count() > 0
+    photograph(page, "forecast")
+
+
+def test_history_page_lists_the_logged_forecasts_with_a_csv_download(page, dashboard):
+    open_page(page, f"{dashboard}/history")
+    page.wait_for_selector("[data-testid=stDataFrame]", timeout=60_000)
+    assert page.get_by_text("Download as CSV").count() == 1
+    assert page.locator(".js-plotly-plot").count() >= 1
+    photograph(page, "history")
+
+
+def test_models_page_lists_every_tickers_champion(page, dashboard):
+    open_page(page, f"{dashboard}/models")
+    page.wait_for_selector("[data-testid=stDataFrame] [role=gridcell]", state="attached", timeout=60_000)
+    cells = page.locator("[data-testid=stDataFrame]").first.locator("[role=gridcell]").all_inner_texts()
+    for ticker in TICKERS.split(","):
+        assert ticker in cells
+    assert cells.count("champion") == len(TICKERS.split(","))
+    photograph(page, "models")
+
+
+def test_monitoring_page_shows_each_tickers_drift_status(page, dashboard, filled_store):
+    open_page(page, f"{dashboard}/monitoring")
+    page.wait_for_selector("[data-testid=stDataFrame] [role=gridcell]", state="attached", timeout=60_000)
+    cells = page.locator("[data-testid=stDataFrame]").first.locator("[role=gridcell]").all_inner_texts()
+    context = Context(load_settings(data_dir=filled_store["STOCKCAST_DATA_DIR"], tickers=TICKERS))
+    latest = context.store.load_monitoring(latest_only=True)
+    for ticker, status in zip(latest["ticker"], latest["status"], strict=True):
+        index = cells.index(ticker)
+        assert cells[index + 1] == status  # the status column follows the ticker
+    page.get_by_text("Show the report").click()
+    page.wait_for_selector("iframe", timeout=30_000)  # the Evidently report, embedded
+    photograph(page, "monitoring")
