@@ -16,7 +16,9 @@ from stockcast.settings import load_settings
 STOCKCAST = str(Path(sys.executable).parent / "stockcast")
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [STOCKCAST, *args],
         check=False,
@@ -24,6 +26,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         text=True,
         timeout=600,
         env=clean_environment(**(env or {})),
+        cwd=cwd,
     )
 
 

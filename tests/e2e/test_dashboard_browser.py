@@ -47,32 +47,41 @@ def filled_store(tmp_path_factory) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def dashboard(filled_store) -> str:
+def _serving(url: str, health: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}{health}", timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def _start(arguments: list[str], env: dict[str, str], health: str, seconds: float = 60):
     port = free_port()
     process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "stockcast"),
-            "dashboard",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=clean_environment(**filled_store),
+        [str(Path(sys.executable).parent / "stockcast"), *arguments, "--port", str(port)],
+        env=clean_environment(**env),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _serving(url, health), f"stockcast {arguments[0]}", process, seconds=seconds)
+    return process, url
 
-    def healthy() -> bool:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                return answer.status == 200
-        except OSError:
-            return False
 
-    wait_until(healthy, "stockcast dashboard", process)
+@pytest.fixture(scope="module")
+def api(filled_store) -> str:
+    """`stockcast serve` over the same store, for the dashboard's "fresh forecast" form."""
+    process, url = _start(["serve"], filled_store, "/health", seconds=120)
+    yield url
+    process.terminate()
+    process.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def dashboard(filled_store, api) -> str:
+    process, url = _start(
+        ["dashboard", "--host", "127.0.0.1"], {**filled_store, "STOCKCAST_API_URL": api}, "/_stcore/health"
+    )
     yield url
     process.terminate()
     process.wait(timeout=15)
@@ -128,12 +137,23 @@ def test_forecast_page_draws_the_chart_and_shows_the_stored_forecast(page, dashb
     assert page.locator(".js-plotly-plot .candlestick, .js-plotly-plot g.trace").count() > 0
     photograph(page, "forecast")
 
+    before = context.store.count_forecasts()
+    page.get_by_role("button", name="Request a fresh forecast").click()
+    answer = page.locator("[data-testid=stAlertContentSuccess]")
+    answer.wait_for(timeout=60_000)
+    api_logged = context.store.load_forecasts(ticker="AAPL")
+    newest = api_logged.loc[api_logged["origin"] != "batch"].iloc[-1]
+    assert f"{newest['predicted_close']:,.2f}" in answer.inner_text()  # served == logged
+    assert context.store.count_forecasts() == before + 1
+
 
 def test_history_page_lists_the_logged_forecasts_with_a_csv_download(page, dashboard):
     open_page(page, f"{dashboard}/history")
     page.wait_for_selector("[data-testid=stDataFrame]", timeout=60_000)
-    assert page.get_by_text("Download as CSV").count() == 1
-    assert page.locator(".js-plotly-plot").count() >= 1
+    page.get_by_test_id("stDownloadButton").get_by_role("button", name="Download as CSV").wait_for(
+        timeout=60_000
+    )
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
     photograph(page, "history")
 
 

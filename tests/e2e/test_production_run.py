@@ -1,9 +1,10 @@
-"""`stockcast run` on the production services, chosen by environment alone: prices and
+"""`stockcast run` on the production services, chosen by a `.env` file alone: prices and
 forecasts in PostgreSQL, MLflow's backend in PostgreSQL with artifacts on S3, every artifact
 (raw batches, feature table, reports, models) on S3, Feast's online store in Redis."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -15,25 +16,44 @@ from stockcast.store.database import Store
 TICKERS = "AAPL,MSFT"
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def production_block() -> set[str]:
+    """The variables `.env.example` offers for pointing stockcast at real services."""
+    text = (ROOT / ".env.example").read_text()
+    block = text.split("---- Production services", 1)[1].split("----", 1)[0]
+    return set(re.findall(r"^# ([A-Z][A-Z0-9_]+)=", block, re.MULTILINE))
+
+
 @pytest.fixture(scope="module")
 def production_env(postgres_server, s3_server, redis_server, tmp_path_factory):
+    """`.env.example`'s production block filled in with the local servers, written to a `.env`
+    file in the folder the commands run in (nothing of it in the environment)."""
     bucket = s3_server.create_bucket()
     names = [postgres_server.create_database() for _ in range(2)]
     folder: Path = tmp_path_factory.mktemp("production")
-    env = {
-        **s3_server.environment(),
+    services = {
+        "STOCKCAST_DATABASE_URL": postgres_server.url(names[0]),
+        "MLFLOW_TRACKING_URI": postgres_server.url(names[1]),
+        "STOCKCAST_ARTIFACT_ROOT": f"s3://{bucket}/stockcast",
+        "STOCKCAST_S3_ENDPOINT_URL": s3_server.endpoint,
+        "AWS_ACCESS_KEY_ID": s3_server.environment()["AWS_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": s3_server.environment()["AWS_SECRET_ACCESS_KEY"],
+        "STOCKCAST_FEAST_ONLINE_STORE": redis_server,
+    }
+    assert set(services) <= production_block(), "documented in .env.example's production block"
+    quick = {
         "STOCKCAST_DATA_DIR": str(folder / "data"),
         "STOCKCAST_TICKERS": TICKERS,
         "STOCKCAST_YAHOO_TIMEOUT_SECONDS": "5",
         "STOCKCAST_YAHOO_RETRIES": "0",
         "STOCKCAST_MODELS": "naive,ridge",
         "STOCKCAST_BACKTEST_DAYS": "100",
-        "STOCKCAST_DATABASE_URL": postgres_server.url(names[0]),
-        "MLFLOW_TRACKING_URI": postgres_server.url(names[1]),
-        "STOCKCAST_ARTIFACT_ROOT": f"s3://{bucket}/stockcast",
-        "STOCKCAST_FEAST_ONLINE_STORE": redis_server,
     }
-    yield env, bucket, folder
+    lines = [f"{key}={value}" for key, value in {**quick, **services}.items()]
+    (folder / ".env").write_text("\n".join(lines) + "\n")
+    yield {**quick, **services}, bucket, folder
     for name in names:
         postgres_server.drop_database(name)
 
@@ -42,7 +62,7 @@ def test_a_run_on_postgresql_s3_and_redis_stores_everything_there_and_reruns_cle
     production_env, s3_server
 ):
     env, bucket, folder = production_env
-    first = run_cli("run", env=env)
+    first = run_cli("run", cwd=folder)
     assert first.returncode == 0, first.stderr
     assert "Next-session close forecasts" in first.stdout
     for ticker in TICKERS.split(","):
@@ -63,7 +83,7 @@ def test_a_run_on_postgresql_s3_and_redis_stores_everything_there_and_reruns_cle
     assert not (data / "stockcast.db").exists() and not (data / "mlflow.db").exists()
     assert not (data / "artifacts").exists()
 
-    again = run_cli("run", env=env)
+    again = run_cli("run", cwd=folder)
     assert again.returncode == 0, again.stderr
     assert "0 new forecast(s) logged" in again.stdout
     assert (store.count_prices(), store.count_forecasts()) == (prices, forecasts)

@@ -154,11 +154,12 @@ class Registry:
                 computed.forecaster, chosen.spec.key(), chosen.spec.kind, chosen.residual_quantile, level
             )
             output_example = pd.DataFrame({column: [1.0] for column in OUTPUT_COLUMNS})
+            # The signature documents the input; no input example, because MLflow would load the
+            # model back and serve the example on the driver (a seventh of its share of training).
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=model,
                 signature=infer_signature(example, output_example),
-                input_example=example,
                 pip_requirements=_requirements(),
             )
             return parent.info.run_id, info.model_uri
