@@ -6,7 +6,7 @@ UV := $(BIN)/uv
 UV_VERSION := 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev run test lint format serve bench evaluate lock clean
+.PHONY: help install install-dev run test lint format serve dashboard screenshots bench evaluate lock clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,13 @@ format: install-dev ## Format and fix what ruff can
 
 serve: install ## Start the API on 127.0.0.1:8000
 	$(BIN)/stockcast serve
+
+dashboard: install ## Start the dashboard on 127.0.0.1:8501
+	$(BIN)/stockcast dashboard
+
+screenshots: install-dev ## Refresh the README's dashboard screenshots (the browser test takes them)
+	bash scripts/test-services.sh chromium
+	STOCKCAST_SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -p no:cacheprovider -q tests/e2e/test_dashboard_browser.py
 
 bench: install-dev ## Run the benchmarks and print their figures (installs wrk when missing)
 	bash scripts/test-services.sh wrk

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -26,7 +26,7 @@ from stockcast.monitoring.actuals import ActualsReport, fill_actuals
 from stockcast.monitoring.monitor import TickerHealth, drifted, monitor
 from stockcast.training.backtest import NotEnoughHistoryError
 from stockcast.training.distributed import compute_many
-from stockcast.training.train import TrainingReport, finish_training, plan_training
+from stockcast.training.train import TrainingPlan, TrainingReport, finish_training, plan_training
 
 log = logging.getLogger(__name__)
 Step = Callable[[str], None]
@@ -76,19 +76,23 @@ def train_many(
     rows_by_ticker = historical_training_rows(context, tickers)
     reports: list[TrainingReport] = []
     failures: dict[str, str] = {}
-    jobs = []
-    for ticker in tickers:
-        rows = rows_by_ticker.get(ticker)
-        if rows is None:
-            failures[ticker] = (
-                "no features in the feature store; run `stockcast ingest` and `stockcast features`"
-            )
-            continue
-        plan = plan_training(context, ticker, rows, force=force, tune_trials=tune_trials, trigger=trigger)
-        if plan is not None:
-            jobs.append((ticker, rows, plan))
-    plans = {ticker: (rows, plan) for ticker, rows, plan in jobs}
-    for ticker, outcome in compute_many(context.settings, jobs):
+    plans: dict[str, tuple[pd.DataFrame, TrainingPlan]] = {}
+
+    def planned() -> Iterator[tuple[str, pd.DataFrame, TrainingPlan]]:
+        """Each due ticker's job, handed to the workers as soon as it is planned."""
+        for ticker in tickers:
+            rows = rows_by_ticker.get(ticker)
+            if rows is None:
+                failures[ticker] = (
+                    "no features in the feature store; run `stockcast ingest` and `stockcast features`"
+                )
+                continue
+            plan = plan_training(context, ticker, rows, force=force, tune_trials=tune_trials, trigger=trigger)
+            if plan is not None:
+                plans[ticker] = (rows, plan)
+                yield ticker, rows, plan
+
+    for ticker, outcome in compute_many(context.settings, planned()):
         step(f"training {ticker}")
         if isinstance(outcome, NotEnoughHistoryError):
             failures[ticker] = f"cannot train: {outcome}"

@@ -9,7 +9,7 @@ stay in the driver, so workers need no access to any store and the registry sees
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TYPE_CHECKING
 
@@ -25,13 +25,12 @@ Job = tuple[str, pd.DataFrame, TrainingPlan]
 Outcome = tuple[str, Computed | BaseException]
 
 
-def compute_many(settings: Settings, jobs: Sequence[Job]) -> Iterator[Outcome]:
-    """Each ticker's computed training or the exception it raised, as they complete."""
-    if not jobs:
-        return
+def compute_many(settings: Settings, jobs: Iterable[Job]) -> Iterator[Outcome]:
+    """Each ticker's computed training or the exception it raised, as they complete. Jobs are
+    submitted as the iterable yields them, so workers start while the driver still plans."""
     if settings.dask_address:
         yield from _on_dask(settings.dask_address, jobs)
-    elif settings.training_workers > 1 and len(jobs) > 1:
+    elif settings.training_workers > 1:
         yield from _on_processes(settings.training_workers, jobs)
     else:
         for ticker, rows, plan in jobs:
@@ -41,25 +40,27 @@ def compute_many(settings: Settings, jobs: Sequence[Job]) -> Iterator[Outcome]:
                 yield ticker, error
 
 
-def _on_processes(workers: int, jobs: Sequence[Job]) -> Iterator[Outcome]:
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+def _on_processes(workers: int, jobs: Iterable[Job]) -> Iterator[Outcome]:
+    with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(compute_training, rows, plan): ticker for ticker, rows, plan in jobs}
         for future in as_completed(futures):
             error = future.exception()
             yield futures[future], error if error is not None else future.result()
 
 
-def _on_dask(address: str, jobs: Sequence[Job]) -> Iterator[Outcome]:
+def _on_dask(address: str, jobs: Iterable[Job]) -> Iterator[Outcome]:
     from distributed import Client
     from distributed import as_completed as dask_completed
 
     with Client(address, timeout=30) as client:
-        log.info("training %d ticker(s) on the Dask cluster at %s", len(jobs), address)
-        futures = {
-            client.submit(compute_training, rows, plan, pure=False, key=f"train-{ticker}-{index}"): ticker
-            for index, (ticker, rows, plan) in enumerate(jobs)
-        }
-        for future in dask_completed(futures):
+        futures = {}
+        completed = dask_completed()
+        for index, (ticker, rows, plan) in enumerate(jobs):
+            future = client.submit(compute_training, rows, plan, pure=False, key=f"train-{ticker}-{index}")
+            futures[future] = ticker
+            completed.add(future)
+        log.info("training %d ticker(s) on the Dask cluster at %s", len(futures), address)
+        for future in completed:
             ticker = futures[future]
             if future.status == "error":
                 yield ticker, future.exception()
