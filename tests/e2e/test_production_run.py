@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def production_block() -> set[str]:
     """The variables `.env.example` offers for pointing stockcast at real services."""
     text = (ROOT / ".env.example").read_text()
-    block = text.split("---- Production services", 1)[1].split("----", 1)[0]
+    block = text.split("# ---- Production services", 1)[1].split("\n", 1)[1].split("\n# ----", 1)[0]
     return set(re.findall(r"^# ([A-Z][A-Z0-9_]+)=", block, re.MULTILINE))
 
 

@@ -16,6 +16,20 @@ from stockcast.pipeline import train_many
 from stockcast.settings import load_settings
 
 
+@pytest.fixture(autouse=True)
+def keep_main_module():
+    """AppTest runs its script as ``__main__`` and leaves it there; a later spawned process
+    (Dask's workers, a process pool) would run that script again on import. Put ours back."""
+    import sys
+
+    main = sys.modules["__main__"]
+    keep = {name: getattr(main, name) for name in ("__file__", "__spec__") if hasattr(main, name)}
+    yield
+    sys.modules["__main__"] = main
+    for name, value in keep.items():
+        setattr(main, name, value)
+
+
 def render(page: str) -> None:
     """AppTest runs this function's source as the script: one dashboard page."""
     from stockcast.dashboard.pages import PAGES
