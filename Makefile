@@ -52,7 +52,7 @@ dashboard: install ## Start the dashboard on 127.0.0.1:8501
 
 screenshots: install-dev ## Refresh the README's dashboard screenshots (the browser test takes them)
 	bash scripts/test-services.sh chromium
-	STOCKCAST_SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -p no:cacheprovider -q tests/e2e/test_dashboard_browser.py
+	DASHBOARD_SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -p no:cacheprovider -q tests/e2e/test_dashboard_browser.py
 
 bench: install-dev ## Run the benchmarks and print their figures (installs wrk when missing)
 	bash scripts/test-services.sh wrk

@@ -1,7 +1,7 @@
 """The dashboard in a real browser (Debian's chromium driven by Playwright, headless) over a
 store filled by `stockcast run` on the bundled sample: every page opens, shows its key element,
 agrees with the store, and is photographed (test-artifacts/dashboard/, and the README's
-docs/screenshots/ when STOCKCAST_SCREENSHOTS_DIR names it)."""
+docs/screenshots/ when DASHBOARD_SCREENSHOTS_DIR names it)."""
 
 from __future__ import annotations
 
@@ -114,10 +114,11 @@ def photograph(page, name: str) -> None:
     page.wait_for_timeout(1000)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-    extra = os.environ.get("STOCKCAST_SCREENSHOTS_DIR")
+    extra = os.environ.get("DASHBOARD_SCREENSHOTS_DIR")
     if extra:
-        Path(extra).mkdir(parents=True, exist_ok=True)
-        shutil.copy(ARTIFACTS / f"{name}.png", Path(extra) / f"dashboard-{name}.png")
+        folder = ROOT / extra  # relative to the project (tests run in their own folders)
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ARTIFACTS / f"{name}.png", folder / f"dashboard-{name}.png")
 
 
 def open_page(page, url: str) -> None:
