@@ -6,7 +6,7 @@ UV := $(BIN)/uv
 UV_VERSION := 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev run test lint format serve dashboard screenshots bench evaluate lock clean
+.PHONY: help install install-dev run test soak lint format serve dashboard screenshots bench evaluate lock clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ run: install ## Run one daily cycle on the embedded defaults and print the forec
 test: install-dev ## Run the whole test suite
 	bash scripts/test-services.sh postgresql redis-server prometheus prometheus-pushgateway chromium
 	$(BIN)/python -m pytest -p no:cacheprovider --cov --cov-report=term --cov-fail-under=85 $(PYTEST_ARGS)
+
+soak: install-dev ## The long fuzzing run: 500 generated requests per route and key mode
+	FUZZ_EXAMPLES=500 $(BIN)/python -m pytest -p no:cacheprovider -q tests/integration/test_fuzz.py
 
 lint: install-dev ## Lint, check formatting and type-check
 	$(BIN)/ruff check src tests benchmarks

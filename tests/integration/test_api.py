@@ -184,7 +184,7 @@ def test_placeholder_api_keys_are_refused_at_start():
 
 def test_training_job_runs_in_the_background_and_its_promotion_is_served(client, context, versions):
     assert client.post("/train", json={"tickers": ["AAA"]}).status_code == 401
-    assert client.post("/train", json={"tickers": ["ZZZ"]}, headers={"X-API-Key": KEY}).status_code == 422
+    assert client.post("/train", json={"tickers": ["ZZZ"]}, headers={"X-API-Key": KEY}).status_code == 404
     # The prices move back to momentum: the ridge spec wins the gate again.
     context.store.upsert_prices(autocorrelated_bars(600, phi=0.6))
     refresh_feature_store(context)

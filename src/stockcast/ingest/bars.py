@@ -97,6 +97,7 @@ def find_violations(bars: pd.DataFrame, today: date) -> list[Violation]:
 
     prices = bars[PRICE_COLUMNS]
     flag(prices.isna().any(axis=1), "missing (NaN) price")
+    flag(np.isinf(prices).any(axis=1), "non-finite price")
     flag((prices <= 0).any(axis=1), "non-positive price")
     flag(bars["adj_close"].notna() & (bars["adj_close"] <= 0), "non-positive adjusted close")
     flag(bars["volume"] < 0, "negative volume")

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from stockcast.features.build import MIN_HISTORY
+
+
+def _zoned(value: datetime) -> datetime:
+    """SQLite keeps no zone; every stored instant was written in UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# An instant, always with its zone in the answer (RFC 3339 date-time).
+Instant = Annotated[datetime, AfterValidator(_zoned)]
+
+
+# A ticker symbol as exchanges and Yahoo write them: AAPL, BRK-B, 2330.TW, ^GSPC, EURUSD=X.
+TICKER_PATTERN = r"^[A-Za-z0-9.^=_-]{1,32}$"
+Ticker = Annotated[str, Field(pattern=TICKER_PATTERN, examples=["AAPL"])]
 
 
 class ErrorBody(BaseModel):
@@ -42,8 +56,9 @@ class ForecastResponse(BaseModel):
 
 class ForecastRequest(BaseModel):
     ticker: str = Field(examples=["AAPL"], min_length=1, max_length=32)
-    recent_prices: list[float] | None = Field(
+    recent_prices: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]] | None = Field(
         default=None,
+        min_length=MIN_HISTORY,
         description=(
             f"What-if: the most recent closes, oldest first (at least {MIN_HISTORY}); features are "
             "computed from them by the same code as training, ending at the ticker's current as-of date."
@@ -99,7 +114,7 @@ class LoggedForecast(BaseModel):
     model_version: str
     model_kind: str
     origin: str
-    created_at: datetime
+    created_at: Instant
     last_close: float | None = Field(default=None, description="The close the forecast was made from.")
     actual_close: float | None = Field(default=None, description="On the forecast's price basis.")
     actual_date: date | None = Field(
@@ -135,7 +150,7 @@ class VersionSummary(BaseModel):
 
 
 class DecisionSummary(BaseModel):
-    decided_at: datetime
+    decided_at: Instant
     action: str = Field(examples=["train"], description="train, promote or rollback")
     trigger: str | None = Field(
         default=None, examples=["drift"], description="first, scheduled, drift or manual"
@@ -184,7 +199,7 @@ class TickerMonitoring(BaseModel):
     drift_share: float | None = None
     drifted_features: list[str] = Field(default_factory=list)
     report_uri: str | None = None
-    computed_at: datetime
+    computed_at: Instant
     history: list[MonitoringDay] = Field(default_factory=list, description="Earlier verdicts, oldest first.")
 
 
@@ -195,7 +210,9 @@ class RollbackResponse(BaseModel):
 
 
 class TrainRequest(BaseModel):
-    tickers: list[str] | None = Field(default=None, description="Served tickers to train; all when omitted.")
+    tickers: list[Ticker] | None = Field(
+        default=None, description="Served tickers to train; all when omitted."
+    )
     tune_trials: int = Field(default=0, ge=0, le=100, description="Optuna trials per tunable candidate.")
 
 
@@ -204,9 +221,9 @@ class Job(BaseModel):
     kind: str = Field(examples=["train"])
     tickers: list[str]
     status: str = Field(examples=["succeeded"], description="queued, running, succeeded or failed")
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    created_at: Instant
+    started_at: Instant | None = None
+    finished_at: Instant | None = None
     result: dict[str, Any] | None = Field(
         default=None, description="Versions trained and promotion decisions."
     )

@@ -16,7 +16,12 @@ def build_router() -> APIRouter:
         "/train",
         status_code=202,
         response_model=Job,
-        responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+        responses={
+            401: {"model": ErrorBody},
+            403: {"model": ErrorBody},
+            404: {"model": ErrorBody},
+            422: {"model": ErrorBody},
+        },
         dependencies=KEY_REQUIRED,
     )
     def train(body: TrainRequest, state: StateDep) -> Job:
@@ -26,7 +31,7 @@ def build_router() -> APIRouter:
         tickers = list(dict.fromkeys(t.upper() for t in body.tickers)) if body.tickers else list(served)
         unknown = [ticker for ticker in tickers if ticker not in served]
         if unknown or not tickers:
-            raise HTTPException(422, f"not served by this API: {', '.join(unknown) or 'no tickers'}")
+            raise HTTPException(404, f"not served by this API: {', '.join(unknown) or 'no tickers'}")
         job_id = state.jobs.submit_training(tickers, body.tune_trials)
         return Job(**state.context.store.get_job(job_id))
 

@@ -23,7 +23,7 @@ def build_router() -> APIRouter:
         start: Annotated[date | None, Query(alias="from", description="First target date.")] = None,
         end: Annotated[date | None, Query(alias="to", description="Last target date.")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     ) -> PredictionsPage:
         """Logged forecasts by target date, with actuals and errors once they are known."""
         frame = state.context.store.load_forecasts(
