@@ -35,8 +35,8 @@ test: install-dev ## Run the whole test suite
 	bash scripts/test-services.sh postgresql redis-server prometheus prometheus-pushgateway chromium
 	$(BIN)/python -m pytest -p no:cacheprovider --cov --cov-report=term --cov-fail-under=85 $(PYTEST_ARGS)
 
-soak: install-dev ## The long fuzzing run: 500 generated requests per route and key mode
-	FUZZ_EXAMPLES=500 $(BIN)/python -m pytest -p no:cacheprovider -q tests/integration/test_fuzz.py
+soak: install-dev ## Long runs: fuzzing with 500 requests per route and key mode, 60 s of load
+	FUZZ_EXAMPLES=500 LOAD_SECONDS=60 $(BIN)/python -m pytest -p no:cacheprovider -q tests/integration/test_fuzz.py tests/integration/test_load.py
 
 lint: install-dev ## Lint, check formatting and type-check
 	$(BIN)/ruff check src tests benchmarks
