@@ -42,6 +42,8 @@ lint: install-dev ## Lint, check formatting and type-check
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/bandit -q -r src -ll
+	$(BIN)/python scripts/audit.py
 
 format: install-dev ## Format and fix what ruff can
 	$(BIN)/ruff format src tests benchmarks

@@ -93,7 +93,8 @@ def api_url() -> str:
     configured = settings()
     if configured.api_url:
         return configured.api_url.rstrip("/")
-    host = "127.0.0.1" if configured.host in ("0.0.0.0", "::") else configured.host  # noqa: S104
+    # A comparison, not a bind: a server listening everywhere is reached on loopback.
+    host = "127.0.0.1" if configured.host in ("0.0.0.0", "::") else configured.host  # noqa: S104  # nosec B104
     return f"http://{host}:{configured.port}"
 
 
