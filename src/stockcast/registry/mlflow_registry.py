@@ -12,6 +12,7 @@ import math
 import os
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass
 from importlib.metadata import version as installed_version
 from pathlib import Path
@@ -156,12 +157,14 @@ class Registry:
             output_example = pd.DataFrame({column: [1.0] for column in OUTPUT_COLUMNS})
             # The signature documents the input; no input example, because MLflow would load the
             # model back and serve the example on the driver (a seventh of its share of training).
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=model,
-                signature=infer_signature(example, output_example),
-                pip_requirements=_requirements(),
-            )
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*input example was not provided")
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=model,
+                    signature=infer_signature(example, output_example),
+                    pip_requirements=_requirements(),
+                )
             return parent.info.run_id, info.model_uri
 
     def log_study(self, ticker: str, result: TuningResult) -> str:
