@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -23,12 +22,10 @@ MONITORING_HISTORY_DAYS = 60
 
 
 def clean(value: Any) -> Any:
-    """None for a missing number (NaN, NaT); an instant without a zone (SQLite keeps none) as
-    the UTC it was written in; the value otherwise."""
+    """None for a missing number (NaN, NaT), the value otherwise. (Instants without a zone
+    get theirs in the API's response schema, `serving.schemas.Instant`.)"""
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
         return None
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
     return value
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from stockcast import views
 from stockcast.dashboard import data
 
 STATUS_COLOURS = {"ok": "green", "watch": "orange", "drift": "red", "unknown": "gray"}
@@ -137,7 +138,7 @@ def history_page() -> None:
     st.plotly_chart(figure, use_container_width=True, key="history-chart")
 
     window = data.settings().drift_window
-    rolling = _rolling(log, window)
+    rolling = views.rolling_errors(log, window)
     if rolling.empty:
         st.info(
             "No forecast has been scored yet: actuals arrive the session after each forecast (`stockcast actuals`)."
@@ -177,12 +178,6 @@ def history_page() -> None:
         file_name=f"{ticker}-forecasts.csv",
         mime="text/csv",
     )
-
-
-def _rolling(log: pd.DataFrame, window: int) -> pd.DataFrame:
-    from stockcast.views import rolling_errors
-
-    return rolling_errors(log, window)
 
 
 # -- Models -------------------------------------------------------------------------------------
