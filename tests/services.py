@@ -19,6 +19,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,8 +114,8 @@ def _postgres_bin(name: str) -> str:
     return _required(found[-1] if found else shutil.which(name), "postgresql")
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[Postgres]:
+@contextmanager
+def postgres_cluster() -> Iterator[Postgres]:
     """A throwaway cluster (initdb + pg_ctl, trust authentication on loopback only)."""
     # Not under pytest's temporary root: that is private to this user, and the server may run
     # as another one.
@@ -130,14 +131,30 @@ def postgres_server() -> Iterator[Postgres]:
     )
     server = Postgres("127.0.0.1", free_port(), "postgres")
     _POSTGRES_STATE[server.port] = (prefix, str(data))
-    server.start()
-    yield server
-    subprocess.run(
-        [*prefix, _postgres_bin("pg_ctl"), "-D", str(data), "stop", "-m", "immediate"],
-        check=False,
-        capture_output=True,
-    )
-    shutil.rmtree(data, ignore_errors=True)
+    try:
+        server.start()
+        yield server
+    finally:
+        subprocess.run(
+            [*prefix, _postgres_bin("pg_ctl"), "-D", str(data), "stop", "-m", "immediate"],
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    """The session's PostgreSQL, shared by every test that needs one (a database each)."""
+    with postgres_cluster() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def private_postgres() -> Iterator[Postgres]:
+    """A cluster of the module's own, for tests that stop and restart the server."""
+    with postgres_cluster() as server:
+        yield server
 
 
 @pytest.fixture

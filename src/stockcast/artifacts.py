@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +18,17 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
+
+
+class ArtifactStoreUnavailableError(RuntimeError):
+    """The artifact store cannot be reached or written (endpoint down, no permission, full)."""
+
+
+def _is_transport_error(error: Exception) -> bool:
+    if isinstance(error, FileNotFoundError):
+        return False  # an answer, not a failure to get one
+    module = type(error).__module__
+    return isinstance(error, OSError) or module.startswith(("botocore", "aiobotocore", "s3fs"))
 
 
 class ArtifactStore:
@@ -38,7 +51,8 @@ class ArtifactStore:
 
     def version(self, key: str) -> str:
         """An identity of the object's current content (ETag on S3, size and time elsewhere)."""
-        info = self.fs.info(self._path(key))
+        with self._reaching("looking up", key):
+            info = self.fs.info(self._path(key))
         tag = info.get("ETag") or info.get("etag")
         return str(tag) if tag else f"{info.get('size')}:{info.get('mtime') or info.get('LastModified')}"
 
@@ -49,6 +63,17 @@ class ArtifactStore:
         staging.write_bytes(self.read_bytes(key))
         os.replace(staging, destination)
 
+    @contextmanager
+    def _reaching(self, action: str, key: str) -> Iterator[None]:
+        try:
+            yield
+        except Exception as error:
+            if not _is_transport_error(error):
+                raise
+            raise ArtifactStoreUnavailableError(
+                f"artifact store {self.root} unavailable ({action} {key}): {error}"
+            ) from error
+
     def url(self, key: str) -> str:
         return f"{self.root}/{key.lstrip('/')}"
 
@@ -56,20 +81,22 @@ class ArtifactStore:
         return f"{self._base.rstrip('/')}/{key.lstrip('/')}"
 
     def exists(self, key: str) -> bool:
-        return bool(self.fs.exists(self._path(key)))
+        with self._reaching("looking up", key):
+            return bool(self.fs.exists(self._path(key)))
 
     def write_bytes(self, key: str, payload: bytes) -> str:
         path = self._path(key)
         parent = path.rsplit("/", 1)[0]
-        self.fs.makedirs(parent, exist_ok=True)
-        staging = f"{parent}/.tmp-{uuid.uuid4().hex}"
-        with self.fs.open(staging, "wb") as handle:
-            handle.write(payload)
-        self.fs.mv(staging, path)
+        with self._reaching("writing", key):
+            self.fs.makedirs(parent, exist_ok=True)
+            staging = f"{parent}/.tmp-{uuid.uuid4().hex}"
+            with self.fs.open(staging, "wb") as handle:
+                handle.write(payload)
+            self.fs.mv(staging, path)
         return self.url(key)
 
     def read_bytes(self, key: str) -> bytes:
-        with self.fs.open(self._path(key), "rb") as handle:
+        with self._reaching("reading", key), self.fs.open(self._path(key), "rb") as handle:
             return bytes(handle.read())
 
     def write_parquet(self, key: str, frame: pd.DataFrame) -> str:
@@ -82,7 +109,8 @@ class ArtifactStore:
 
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix)
-        if not self.fs.exists(base):
-            return []
         start = len(self._base.rstrip("/")) + 1
-        return sorted(path[start:] for path in self.fs.find(base))
+        with self._reaching("listing", prefix):
+            if not self.fs.exists(base):
+                return []
+            return sorted(path[start:] for path in self.fs.find(base))

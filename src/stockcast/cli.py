@@ -63,6 +63,7 @@ class CommandError(RuntimeError):
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
+    from stockcast.artifacts import ArtifactStoreUnavailableError
     from stockcast.ingest.bars import InvalidBatchError
     from stockcast.ingest.sources import SourceUnavailableError
     from stockcast.store.database import StoreUnavailableError
@@ -73,6 +74,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         CommandError,
         SettingsError,
         StoreUnavailableError,
+        ArtifactStoreUnavailableError,
         SourceUnavailableError,
         InvalidBatchError,
         LookupError,
@@ -759,7 +761,7 @@ def db_upgrade(
     from stockcast.store.database import Store
 
     settings = _guarded(load_settings)
-    store = Store(settings.resolved_database_url)
+    store = Store(settings.resolved_database_url, settings.database_timeout_seconds)
     before, after = _guarded(store.upgrade)
     where = _redacted(settings.resolved_database_url)
     if before == after:
@@ -791,9 +793,9 @@ def db_current() -> None:
     from stockcast.store.database import Store, head_revision
 
     settings = _guarded(load_settings)
-    store = Store(settings.resolved_database_url)
+    store = Store(settings.resolved_database_url, settings.database_timeout_seconds)
     _guarded(store.ping)
-    found, wanted = store.schema_revision(), head_revision()
+    found, wanted = _guarded(store.schema_revision), head_revision()
     state = "current" if found == wanted else "behind: run `stockcast db upgrade`"
     console.print(
         f"{_redacted(settings.resolved_database_url)}: revision {found or 'none'}, needs {wanted} ({state})",

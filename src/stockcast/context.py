@@ -36,7 +36,7 @@ class Context:
     def store(self) -> Store:
         from stockcast.store.database import Store
 
-        store = Store(self.settings.resolved_database_url)
+        store = Store(self.settings.resolved_database_url, self.settings.database_timeout_seconds)
         if self.settings.migrate_on_start:
             store.upgrade()
         else:

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # this off and run `stockcast db upgrade` as a deployment step; then an outdated schema is
     # a clear error instead of a silent change.
     migrate_on_start: bool = True
+    # How long an operation waits for a locked SQLite file, or for a database server that
+    # refuses connections (restarting), before it fails.
+    database_timeout_seconds: float = Field(default=30.0, gt=0)
     artifact_root: str | None = None
     mlflow_tracking_uri: str | None = Field(
         default=None,

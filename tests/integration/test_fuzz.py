@@ -58,6 +58,10 @@ FUZZ = settings(
 )
 
 
+@pytest.mark.fault(
+    "API: generated requests on every route (schemathesis, from the app's OpenAPI schema), with and without a key",
+    "No 5xx; every answer, errors included, matches the schema (found and fixed: offset overflow, instants without a zone, unconstrained what-if prices, unknown tickers in POST /train)",
+)
 @pytest.mark.parametrize("mode", ["with key", "without key"])
 def test_no_server_error_and_every_answer_matches_the_schema(fuzzed_app, mode):
     schema = schemathesis.openapi.from_asgi("/openapi.json", fuzzed_app)

@@ -46,6 +46,11 @@ def test_rerun_adds_no_rows_and_keeps_one_raw_batch(make_bars):
     assert context.artifacts.read_parquet(raw[0])["ticker"].nunique() == 2
 
 
+@pytest.mark.fault(
+    "Prices: one ticker's batch breaks a validation rule",
+    "That batch is rejected whole, naming rule and date; the other tickers' batches are stored, "
+    "and the raw batch kept holds only what was accepted",
+)
 def test_a_bad_batch_is_rejected_whole_and_the_good_one_stored(make_bars):
     bars = make_bars(("AAA", "BBB"), days=40)
     bad = bars.index[(bars["ticker"] == "BBB")][25]
@@ -117,6 +122,10 @@ def test_file_source_reads_csv(tmp_path, make_bars):
     assert len(fetched.bars) == 10 and set(fetched.bars["source"]) == {"file"}
 
 
+@pytest.mark.fault(
+    "Prices: a file source that does not exist",
+    "Fails with `... not found` (SourceUnavailableError, which the CLI reports in one line)",
+)
 def test_missing_file_is_a_clear_error(tmp_path):
     from stockcast.ingest.sources import FileSource
 

@@ -9,6 +9,7 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,6 +45,10 @@ def raw_batches(draw) -> pd.DataFrame:
     return conform_bars(frame, "test")
 
 
+@pytest.mark.fault(
+    "Prices: a row of infinite prices that passes every range rule",
+    "Rejected with `non-finite price` (found by the property test below)",
+)
 def test_an_infinite_price_is_rejected_even_when_every_range_rule_holds():
     """Found by the property below: a row of infinities satisfies high >= close >= low."""
     frame = pd.DataFrame(
@@ -61,6 +66,11 @@ def test_an_infinite_price_is_rejected_even_when_every_range_rule_holds():
         raise AssertionError("an infinite price was accepted")
 
 
+@pytest.mark.fault(
+    "Prices: random batches (any price incl. 0, negative, NaN, ±inf; negative or NaN volume; duplicate "
+    "and future dates)",
+    "Rejected with a reason naming ticker, date and rule, or accepted only when every rule holds; never a crash",
+)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw_batches())
 def test_a_batch_is_rejected_with_reasons_or_passes_only_when_every_rule_holds(bars):
@@ -113,6 +123,10 @@ def valid_histories(draw) -> pd.DataFrame:
     return validate_bars(conform_bars(frame, "test"), TODAY)
 
 
+@pytest.mark.fault(
+    "Features: random valid histories (gaps, splits, flat stretches, extreme moves)",
+    "Every feature is finite wherever the history is long enough; no silent NaN reaches a forecast",
+)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_histories())
 def test_features_of_a_valid_history_are_finite_wherever_history_suffices(bars):
@@ -126,6 +140,10 @@ def test_features_of_a_valid_history_are_finite_wherever_history_suffices(bars):
     assert np.isfinite(complete[FEATURE_COLUMNS].to_numpy(dtype=float)).all()
 
 
+@pytest.mark.fault(
+    "Features: later bars arriving after a day's features were computed",
+    "That day's features are unchanged (no future bar is used)",
+)
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_histories(), st.integers(min_value=1, max_value=20))
 def test_features_never_change_when_later_bars_arrive(bars, cut):

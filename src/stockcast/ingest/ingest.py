@@ -13,6 +13,7 @@ import pandas as pd
 
 from stockcast.calendars import exchange_today, is_session_closed
 from stockcast.context import Context
+from stockcast.failpoints import failpoint
 from stockcast.ingest.bars import InvalidBatchError, validate_bars
 from stockcast.ingest.sources import Fetched
 
@@ -110,6 +111,7 @@ def ingest(context: Context, tickers: list[str]) -> IngestReport:
     if not valid:
         return report
     accepted = pd.concat(valid, ignore_index=True)
+    failpoint("ingest.validated")
     report.raw_batch = _keep_raw(context, Fetched(accepted), now.date())
     context.store.upsert_prices(accepted)
     report.rows_written = accepted.groupby("ticker").size().astype(int).to_dict()

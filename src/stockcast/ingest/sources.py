@@ -158,15 +158,16 @@ class AutoSource:
         try:
             fetched = self.yahoo.fetch(tickers, start, end)
         except SourceUnavailableError as error:
-            reason = str(error)
+            reason = str(error) if str(error).startswith("Yahoo") else f"Yahoo Finance unreachable ({error})"
         else:
             if len(fetched.bars):
                 return fetched
-            reason = "Yahoo returned no bars for any ticker"
+            first = next(iter(fetched.failures.values()), "no reason given")
+            reason = f"Yahoo Finance unreachable or empty (no bars for any ticker; first reason: {first})"
         fetched = self.fallback.fetch(tickers, start, end)
         fetched.note = (
-            f"Yahoo Finance unreachable ({reason}); using the bundled sample data "
-            f"(Quandl WIKI via bokeh_sampledata, ends 2013-03-01). Rows are stored with source='sample'."
+            f"{reason}; using the bundled sample data (Quandl WIKI via bokeh_sampledata, "
+            "ends 2013-03-01). Rows are stored with source='sample'."
         )
         return fetched
 

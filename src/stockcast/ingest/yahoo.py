@@ -244,5 +244,6 @@ class YahooSource:
         bars = pd.concat([frame for frame in frames if not frame.empty] or [empty_bars()], ignore_index=True)
         if bars.empty and failures and all(_is_retryable(reason) for reason in failures.values()):
             first_reason = next(iter(failures.values())).split("; ")[0]
-            raise SourceUnavailableError(first_reason)
+            tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
+            raise SourceUnavailableError(f"Yahoo Finance unreachable ({tries}): {first_reason}")
         return Fetched(conform_bars(bars, self.name), failures)

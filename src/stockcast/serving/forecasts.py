@@ -91,6 +91,9 @@ class ForecastCache:
 def champion_for(state: ServingState, ticker: str) -> LoadedChampion:
     loaded = state.champions.get(ticker)
     if loaded is None:
+        problem = state.champions.problems.get(ticker)
+        if problem is not None:  # configured, but its model cannot be served
+            raise HTTPException(503, f"{ticker} cannot be forecast: {problem}")
         served = ", ".join(sorted(state.champions.versions())) or "none"
         raise HTTPException(404, f"unknown ticker {ticker}; served tickers: {served}")
     return loaded

@@ -9,16 +9,18 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, and_, create_engine, event, func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from stockcast.failpoints import failpoint
 from stockcast.ingest.bars import BAR_COLUMNS
 from stockcast.store.schema import forecasts, jobs, monitoring, prices, promotions
 
@@ -36,7 +38,7 @@ class SchemaOutdatedError(StoreUnavailableError):
     """The database's schema is behind the code and migrating on start is turned off."""
 
 
-def _make_engine(url: str) -> Engine:
+def _make_engine(url: str, timeout_seconds: float) -> Engine:
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         if str(path) not in {"", ":memory:"}:
@@ -44,7 +46,8 @@ def _make_engine(url: str) -> Engine:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 raise StoreUnavailableError(f"cannot open the database: {error}") from error
-        engine = create_engine(url, connect_args={"timeout": 30})
+        # ``timeout``: how long a statement waits for another process's lock on the file.
+        engine = create_engine(url, connect_args={"timeout": timeout_seconds})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -58,7 +61,12 @@ def _make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # pre-ping: a pooled connection the server dropped (a restart) is replaced at checkout
+    # instead of failing the next statement.
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith(("postgresql", "postgres")):
+        options["connect_args"] = {"connect_timeout": max(1, min(10, round(timeout_seconds)))}
+    return create_engine(url, **options)
 
 
 def _upsert(
@@ -88,33 +96,81 @@ def head_revision() -> str:
 
 
 class Store:
-    def __init__(self, url: str):
+    """``timeout_seconds``: how long an operation waits for a locked SQLite file, or for a
+    database server that refuses connections (a restart), before failing with
+    ``StoreUnavailableError``. A failed write leaves nothing of itself behind: every write is
+    one transaction."""
+
+    def __init__(self, url: str, timeout_seconds: float = 30.0):
         self.url = url
-        self.engine = _make_engine(url)
+        self.timeout_seconds = timeout_seconds
+        self.engine = _make_engine(url, timeout_seconds)
+        self._is_sqlite = self.engine.dialect.name == "sqlite"
         # SQLite takes one writer at a time and makes the others sleep and retry; threads of
         # one process (the API under load) queue here instead, in order and without sleeping.
-        self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else None
+        self._write_lock = threading.Lock() if self._is_sqlite else None
+
+    def _connect(self, retry: bool = True) -> Connection:
+        """A connection, retried with backoff while a database server refuses them (it may be
+        restarting), for up to ``timeout_seconds``."""
+        deadline = time.monotonic() + self.timeout_seconds
+        pause = 0.1
+        while True:
+            try:
+                return self.engine.connect()
+            except OperationalError as error:
+                if not retry or self._is_sqlite or time.monotonic() + pause > deadline:
+                    raise self._unavailable(error, tried_for=not self._is_sqlite and retry) from error
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
+    def _unavailable(
+        self, error: DBAPIError, tried_for: bool = False, writing: bool = False
+    ) -> StoreUnavailableError:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        if self._is_sqlite and "locked" in reason:
+            message = (
+                f"the database file is locked by another process (waited {self.timeout_seconds:g} s, "
+                "STOCKCAST_DATABASE_TIMEOUT_SECONDS)"
+            )
+        elif tried_for:
+            message = f"database unreachable (tried for {self.timeout_seconds:g} s): {reason}"
+        else:
+            message = f"database unreachable: {reason}"
+        if writing:
+            message += "; nothing of this write was stored"
+        return StoreUnavailableError(message)
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        connection = self._connect()
+        try:
+            with connection:
+                yield connection
+        except (OperationalError, InterfaceError) as error:
+            raise self._unavailable(error) from error
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
-        if self._write_lock is None:
-            with self.engine.begin() as connection:
-                yield connection
-            return
-        with self._write_lock, self.engine.begin() as connection:
-            yield connection
+        """One transaction: committed whole when the block ends, rolled back on any error."""
+        with self._write_lock or nullcontext():
+            connection = self._connect()
+            try:
+                with connection, connection.begin():
+                    yield connection
+            except (OperationalError, InterfaceError) as error:
+                raise self._unavailable(error, writing=True) from error
 
     # -- schema -----------------------------------------------------------------------------
     def schema_revision(self) -> str | None:
         """The migration the database is at (None before the first)."""
         from sqlalchemy import text
-        from sqlalchemy.exc import DBAPIError
 
-        try:
-            with self.engine.connect() as connection:
+        with self._reading() as connection:
+            try:
                 return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        except DBAPIError:  # no such table yet (or no database): the full upgrade will say
-            return None
+            except DBAPIError:  # no such table yet
+                return None
 
     def check_schema(self) -> None:
         """Fail clearly when the schema is not the one this code was written for."""
@@ -139,20 +195,18 @@ class Store:
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
-        try:
-            with self.engine.begin() as connection:
-                config.attributes["connection"] = connection
-                command.upgrade(config, "head")
-        except OperationalError as error:
-            raise StoreUnavailableError(f"cannot open the database: {error.orig}") from error
+        with self._writing() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
         return before, head_revision()
 
     def ping(self) -> None:
+        """One round trip, no waiting: readiness probes call this."""
         try:
-            with self.engine.connect() as connection:
+            with self._connect(retry=False) as connection:
                 connection.execute(select(1))
-        except OperationalError as error:
-            raise StoreUnavailableError(f"database unreachable: {error.orig}") from error
+        except (OperationalError, InterfaceError) as error:
+            raise self._unavailable(error) from error
 
     # -- prices -----------------------------------------------------------------------------
     def upsert_prices(self, bars: pd.DataFrame, ingested_at: datetime | None = None) -> int:
@@ -170,6 +224,7 @@ class Store:
         statement = _upsert(self.engine.dialect.name, prices, rows, ["ticker", "date"], update=True)
         with self._writing() as connection:
             connection.execute(statement, rows)
+            failpoint("store.prices.before_commit")
         return len(rows)
 
     def load_prices(
@@ -186,7 +241,7 @@ class Store:
         if end is not None:
             query = query.where(prices.c.date <= end)
         query = query.order_by(prices.c.ticker, prices.c.date)
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             frame = pd.DataFrame(connection.execute(query).fetchall(), columns=BAR_COLUMNS)
         frame["date"] = pd.to_datetime(frame["date"])
         for column in BAR_COLUMNS[2:-1]:
@@ -198,16 +253,16 @@ class Store:
         query = select(
             prices.c.ticker, func.min(prices.c.date), func.max(prices.c.date), func.count()
         ).group_by(prices.c.ticker)
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return {row[0]: (row[1], row[2], row[3]) for row in connection.execute(query)}
 
     def latest_price_date(self, ticker: str) -> date | None:
         query = select(func.max(prices.c.date)).where(prices.c.ticker == ticker)
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return connection.execute(query).scalar_one_or_none()
 
     def count_prices(self) -> int:
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return int(connection.execute(select(func.count()).select_from(prices)).scalar_one())
 
     # -- forecasts --------------------------------------------------------------------------
@@ -229,7 +284,7 @@ class Store:
             return len(connection.execute(statement.returning(forecasts.c.request_id), rows).all())
 
     def count_forecasts(self) -> int:
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return int(connection.execute(select(func.count()).select_from(forecasts)).scalar_one())
 
     def load_forecasts(
@@ -253,7 +308,7 @@ class Store:
         query = query.order_by(forecasts.c.target_date, forecasts.c.ticker, forecasts.c.id).offset(offset)
         if limit is not None:
             query = query.limit(limit)
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return pd.DataFrame(connection.execute(query).fetchall(), columns=FORECAST_COLUMNS)
 
     def open_forecasts(self, tickers: Sequence[str] | None = None) -> pd.DataFrame:
@@ -261,7 +316,7 @@ class Store:
         query = select(forecasts).where(forecasts.c.actual_close.is_(None), forecasts.c.origin != "what-if")
         if tickers is not None:
             query = query.where(forecasts.c.ticker.in_(list(tickers)))
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return pd.DataFrame(
                 connection.execute(query.order_by(forecasts.c.id)).fetchall(), columns=FORECAST_COLUMNS
             )
@@ -304,13 +359,13 @@ class Store:
             .where(forecasts.c.ticker == ticker, forecasts.c.actual_close.is_not(None))
             .order_by(forecasts.c.as_of, forecasts.c.id)
         )
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return pd.DataFrame(connection.execute(query).fetchall(), columns=FORECAST_COLUMNS)
 
     def last_forecast_times(self) -> dict[str, datetime]:
         """When each ticker's newest forecast was logged."""
         query = select(forecasts.c.ticker, func.max(forecasts.c.created_at)).group_by(forecasts.c.ticker)
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return {str(ticker): stamp for ticker, stamp in connection.execute(query).all()}
 
     # -- monitoring -------------------------------------------------------------------------
@@ -327,7 +382,7 @@ class Store:
         query = select(monitoring).order_by(monitoring.c.ticker, monitoring.c.as_of)
         if ticker is not None:
             query = query.where(monitoring.c.ticker == ticker)
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             frame = pd.DataFrame(connection.execute(query).fetchall(), columns=MONITORING_COLUMNS)
         if latest_only and not frame.empty:
             frame = frame.groupby("ticker", as_index=False).tail(1).reset_index(drop=True)
@@ -345,7 +400,7 @@ class Store:
         query = select(promotions).order_by(promotions.c.decided_at, promotions.c.id)
         if ticker is not None:
             query = query.where(promotions.c.ticker == ticker)
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return pd.DataFrame(connection.execute(query).fetchall(), columns=PROMOTION_COLUMNS)
 
     # -- jobs -------------------------------------------------------------------------------
@@ -367,7 +422,7 @@ class Store:
             connection.execute(jobs.update().where(jobs.c.id == job_id).values(**changes))
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             row = connection.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
         if row is None:
             return None
@@ -379,7 +434,7 @@ class Store:
     def recent_jobs(self, limit: int = 20) -> pd.DataFrame:
         """The newest jobs first (training requested through the API)."""
         query = select(jobs).order_by(jobs.c.created_at.desc()).limit(limit)
-        with self.engine.connect() as connection:
+        with self._reading() as connection:
             return pd.DataFrame(connection.execute(query).fetchall(), columns=[c.name for c in jobs.columns])
 
     def dispose(self) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from stockcast.context import Context
+from stockcast.failpoints import failpoint
 from stockcast.features.build import FEATURE_COLUMNS, TARGET_COLUMN
 from stockcast.features.feature_store import FEATURE_SERVICE
 from stockcast.registry.champion import GateScores, apply_decision, gate
@@ -235,6 +236,7 @@ def finish_training(
     run_id, model_uri = registry.log_training(ticker, computed, lineage, example, settings.interval_level)
     tags = version_tags(chosen, rows, lineage, settings.interval_level)
     registered = registry.register(ticker, model_uri, run_id, tags)
+    failpoint("train.registered")
     apply_decision(context, ticker, registered, champion, scores, decision, "train", trigger=plan.trigger)
     return TrainingReport(
         ticker=ticker,

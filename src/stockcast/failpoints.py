@@ -1,0 +1,49 @@
+"""Named fail points: places where a fault test can hold the real process, then kill it or
+break a service under it, at an exact step instead of at a guessed moment.
+
+Off unless ``STOCKCAST_FAILPOINTS`` names the point, as comma-separated ``name=action``:
+
+- ``pause``: announce the point on stderr and wait to be killed;
+- ``wait:<path>``: announce it and wait until ``<path>`` exists, then go on.
+
+The announcement is one line, ``failpoint <name> reached``, so the test knows the process is
+there. A point costs one environment lookup when nothing is armed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+VARIABLE = "STOCKCAST_FAILPOINTS"
+POLL_SECONDS = 0.05
+
+
+def _action(name: str) -> str | None:
+    armed = os.environ.get(VARIABLE)
+    if not armed:
+        return None
+    for entry in armed.split(","):
+        point, _, action = entry.strip().partition("=")
+        if point == name:
+            return action or "pause"
+    return None
+
+
+def failpoint(name: str) -> None:
+    action = _action(name)
+    if action is None:
+        return
+    sys.stderr.write(f"failpoint {name} reached\n")
+    sys.stderr.flush()
+    if action == "pause":
+        while True:
+            time.sleep(3600)
+    if action.startswith("wait:"):
+        release = Path(action.removeprefix("wait:"))
+        while not release.exists():
+            time.sleep(POLL_SECONDS)
+        return
+    raise ValueError(f"{VARIABLE}: unknown action {action!r} for {name} (pause or wait:<path>)")
