@@ -65,12 +65,9 @@ screenshots: install-dev ## Refresh the README's dashboard screenshots (the brow
 	bash scripts/test-services.sh chromium
 	DASHBOARD_SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -p no:cacheprovider -q tests/e2e/test_dashboard_browser.py
 
-bench: install-dev ## Run the benchmarks and print their figures (installs wrk when missing)
+bench: install-dev ## Run every benchmark; write benchmarks/results.md and the README's table (installs wrk)
 	bash scripts/test-services.sh wrk
-	$(BIN)/python benchmarks/bench_features.py
-	$(BIN)/python benchmarks/bench_online.py
-	$(BIN)/python benchmarks/bench_serving.py
-	$(BIN)/python benchmarks/bench_scale.py
+	$(BIN)/python benchmarks/run_all.py
 
 EVALUATION_TICKERS := AAPL,MSFT,AMZN,JPM,XOM,JNJ,PG,KO,PFE,WMT,INTC,CSCO,ORCL,IBM,GE,BA,CAT,MRK,PEP,^GSPC
 evaluate: install ## Backtest every candidate on 20 tickers of ../shared/data and update the README table

@@ -2,7 +2,7 @@
 LocalCluster with 1 and 2 workers. Prices from ../shared/data/sp500_2018_2023.parquet (501
 tickers); skipped when that file is absent.
 
-    .venv/bin/python benchmarks/bench_scale.py [--sizes 50,500] [--train-tickers 100] [--skip-cycle] [--skip-dask]
+    .venv/bin/python benchmarks/bench_scale.py [--sizes 50,500] [--train-tickers 32] [--skip-cycle] [--skip-dask] [--json FILE]
 
 Each cycle runs `stockcast run` twice in a fresh directory, each in its own process, so its
 peak memory is its own: the first run ingests, materializes and trains every ticker; the
@@ -21,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from figures import Figure, emit
 
 ROOT = Path(__file__).resolve().parents[1]
 PRICES = ROOT.parent / "shared" / "data" / "sp500_2018_2023.parquet"
@@ -118,10 +120,12 @@ def dask_training(count: int, workers: int, folder: Path) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50,500")
-    parser.add_argument("--train-tickers", type=int, default=100)
+    parser.add_argument("--train-tickers", type=int, default=32)
     parser.add_argument("--skip-cycle", action="store_true")
     parser.add_argument("--skip-dask", action="store_true")
+    parser.add_argument("--json", help="append the figures to this file (JSON lines)")
     args = parser.parse_args()
+    figures: list[Figure] = []
     if not PRICES.exists():
         print(f"skipped: {PRICES} is not there")
         return 0
@@ -143,6 +147,22 @@ def main() -> int:
             print(
                 f"  time({large['tickers']}) / time({small['tickers']}): first run {ratio:.2f}, next day {daily:.2f}  (goal <= {scale:.0f})"
             )
+            sizes = f"{large['tickers']} vs {small['tickers']} tickers"
+            for label, key, growth in (
+                ("first run", "first_seconds", ratio),
+                ("next day", "daily_seconds", daily),
+            ):
+                figures.append(
+                    Figure(
+                        "Daily cycle",
+                        f"`stockcast run` {label}, {sizes} (linear: time ratio <= ticker ratio; ratio shown = {scale:.0f} / time ratio)",
+                        f"{large[key]:.0f} s",
+                        f"{small[key]:.0f} s",
+                        scale / growth,
+                        1.0,
+                        f"time ratio {growth:.2f}; peak {large[key.replace('seconds', 'peak_mb')]:.0f} MB",
+                    )
+                )
     if not args.skip_dask:
         tickers = tickers_of(args.train_tickers)
         with tempfile.TemporaryDirectory() as folder:
@@ -165,6 +185,18 @@ def main() -> int:
             one = dask_training(len(tickers), 1, Path(folder))
             two = dask_training(len(tickers), 2, Path(folder))
             print(f"  speed-up with 2 workers: {one / two:.2f}x  (goal >= 1.7)")
+            figures.append(
+                Figure(
+                    "Training fan-out",
+                    "training speed-up, 2 Dask workers vs 1",
+                    f"{two:.0f} s with 2 workers",
+                    f"{one:.0f} s with 1",
+                    one / two,
+                    1.7,
+                    f"{len(tickers)} tickers, six candidates",
+                )
+            )
+    emit(figures, args.json)
     return 0
 
 

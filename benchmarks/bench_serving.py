@@ -6,7 +6,10 @@
 
 All on 127.0.0.1, fixed concurrency and duration. Needs `wrk` (Debian package).
 
-    .venv/bin/python benchmarks/bench_serving.py [--seconds 10] [--connections 32]
+Then the cold start of `stockcast serve` (process start to a ready /health and to a first
+forecast), first without and then with the last run's snapshot, and its resident memory.
+
+    .venv/bin/python benchmarks/bench_serving.py [--seconds 10] [--connections 32] [--json FILE]
 """
 
 from __future__ import annotations
@@ -24,7 +27,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+from figures import Figure, emit
+
 BIN = Path(sys.executable).parent
+COLD_START_GOAL_SECONDS = 3.0
+MEMORY_GOAL_MB = 400.0
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -80,6 +87,15 @@ def run_wrk(url: str, seconds: int, connections: int, script: Path | None = None
     }
 
 
+def resident_mb(pid: int) -> tuple[float, float]:
+    """A process's resident memory now and at its peak, in MB (Linux /proc)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
 def cold_start(env: dict[str, str], data: Path, keep_snapshot: bool) -> tuple[float, float]:
     """Seconds from launching `stockcast serve` to a ready /health, and to a first forecast."""
     if not keep_snapshot:
@@ -105,6 +121,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--json", help="append the figures to this file (JSON lines)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("skipped: wrk is not installed (apt-get install wrk)")
@@ -202,6 +219,7 @@ def main() -> int:
                     f"http://127.0.0.1:{ports['mlflow']}/invocations", args.seconds, args.connections, script
                 ),
             }
+            memory = {"stockcast": resident_mb(servers[0].pid), "bare": resident_mb(servers[1].pid)}
         finally:
             for server in servers:
                 server.terminate()
@@ -210,7 +228,7 @@ def main() -> int:
             logs.close()
         starts = {
             "first start (no snapshot)": cold_start(env, data, keep_snapshot=False),
-            "restart (last run's snapshot)": cold_start(env, data, keep_snapshot=True),
+            "restart (last snapshot)": cold_start(env, data, keep_snapshot=True),
         }
     print(
         f"serving under wrk: {args.connections} connections, {args.seconds} s each, 1 uvicorn worker, 127.0.0.1"
@@ -225,7 +243,69 @@ def main() -> int:
     print(f"  throughput stockcast / mlflow    {ours['rps'] / mlflow_serve['rps']:6.2f}  (goal >= 2)")
     print("cold start of `stockcast serve` (process start to a 200 from /health, then from /predict/AAPL):")
     for name, (ready, first) in starts.items():
-        print(f"  {name:34s} ready {ready:5.2f} s   first forecast {first:5.2f} s   (goal: ready < 3 s)")
+        print(f"  {name:34s} ready {ready:5.2f} s   first forecast {first:5.2f} s   (goal: ready <= 3 s)")
+    (rss, peak), (bare_rss, bare_peak) = memory["stockcast"], memory["bare"]
+    print(
+        f"resident memory after the load: stockcast {rss:.0f} MB (peak {peak:.0f}), bare FastAPI {bare_rss:.0f} MB"
+    )
+    first_ready = starts["first start (no snapshot)"][0]
+    restart_ready = starts["restart (last snapshot)"][0]
+    area = "Serving"
+    emit(
+        [
+            Figure(
+                area,
+                "GET /predict throughput vs a bare FastAPI endpoint",
+                f"{ours['rps']:,.0f} req/s",
+                f"{bare['rps']:,.0f} req/s",
+                ours["rps"] / bare["rps"],
+                0.5,
+            ),
+            Figure(
+                area,
+                "GET /predict p99 latency vs a bare FastAPI endpoint (bare p99 / ours)",
+                f"{ours['p99']:.2f} ms",
+                f"{bare['p99']:.2f} ms",
+                bare["p99"] / ours["p99"],
+                1 / 3,
+            ),
+            Figure(
+                area,
+                "GET /predict throughput vs `mlflow models serve`",
+                f"{ours['rps']:,.0f} req/s",
+                f"{mlflow_serve['rps']:,.0f} req/s",
+                ours["rps"] / mlflow_serve["rps"],
+                2.0,
+            ),
+            Figure(
+                area,
+                "cold start to ready, first start (3 s / measured)",
+                f"{first_ready:.2f} s",
+                "goal 3 s",
+                COLD_START_GOAL_SECONDS / first_ready,
+                1.0,
+                f"first forecast {starts['first start (no snapshot)'][1]:.2f} s",
+            ),
+            Figure(
+                area,
+                "cold start to ready, restart with the last snapshot (3 s / measured)",
+                f"{restart_ready:.2f} s",
+                "goal 3 s",
+                COLD_START_GOAL_SECONDS / restart_ready,
+                1.0,
+                f"first forecast {starts['restart (last snapshot)'][1]:.2f} s",
+            ),
+            Figure(
+                area,
+                "resident memory after the load (400 MB / measured)",
+                f"{peak:.0f} MB peak",
+                f"goal 400 MB; bare FastAPI {bare_peak:.0f} MB",
+                MEMORY_GOAL_MB / peak,
+                1.0,
+            ),
+        ],
+        args.json,
+    )
     return 0
 
 

@@ -441,6 +441,41 @@ def _print_actuals(report: Any) -> None:
     )
 
 
+@app.command("summary")
+def summary_command(
+    ticker: Annotated[
+        str | None, typer.Argument(help="One ticker (default: every configured ticker).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The texts with the facts they were written from.")
+    ] = False,
+    llm: Annotated[
+        bool | None,
+        typer.Option(
+            "--llm/--no-llm",
+            help="Let the configured language model rewrite the text (default: when STOCKCAST_SUMMARY_LLM_* are set).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """A short text per ticker: the latest forecast and interval, the model against the naive
+    forecast, monitoring status and what changed, and whether to trust it today."""
+    from dataclasses import asdict
+
+    from stockcast.summary import summarize
+
+    context = _guarded(_context)
+    tickers = [ticker.upper()] if ticker else context.settings.tickers
+    with _reported_failures():
+        summaries = summarize(context, tickers, use_llm=llm)
+    if as_json:
+        console.print_json(data=[asdict(summary) for summary in summaries], default=str)
+        return
+    for summary in summaries:
+        console.print(summary.text, highlight=False, soft_wrap=True)
+        console.print()
+
+
 @app.command("monitor")
 def monitor_command(
     tickers: TickersOption = None,

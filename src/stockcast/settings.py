@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     # champion or status changed, or this many weekdays have passed; days between carry the
     # latest report's drift figures. `stockcast monitor --reports` writes them all now.
     report_every_days: int = Field(default=5, ge=1)
+    # `stockcast summary`: an OpenAI-compatible endpoint (base URL ending in /v1), model and key
+    # let a language model rewrite the template's text. All three unset (default): template only.
+    summary_llm_url: str | None = None
+    summary_llm_model: str | None = None
+    summary_llm_api_key: SecretStr | None = None
+    summary_llm_timeout_seconds: float = Field(default=20.0, gt=0)
     # Prometheus Pushgateway for batch jobs' monitoring gauges, e.g. http://pushgateway:9091.
     pushgateway_url: str | None = None
     # Scale-out of training: a Dask scheduler (tcp://host:8786) runs the backtests; without one,
@@ -208,6 +214,17 @@ class Settings(BaseSettings):
         except ValueError as error:
             raise ValueError(f"not an ISO date (YYYY-MM-DD): {value!r}") from error
         return value
+
+    @field_validator("summary_llm_url")
+    @classmethod
+    def _check_summary_llm_url(cls, url: str | None) -> str | None:
+        if not url:
+            return None
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"must be an http(s) URL (an OpenAI-compatible base such as https://host/v1), got {url!r}"
+            )
+        return url
 
     @field_validator("database_url")
     @classmethod

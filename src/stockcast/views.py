@@ -109,6 +109,14 @@ def forecast_log(context: Context, ticker: str, limit: int | None = None) -> pd.
     return frame.tail(limit) if limit else frame
 
 
+def latest_forecast(log: pd.DataFrame) -> dict[str, Any] | None:
+    """The newest forecast of a ``forecast_log`` (the batch one of its newest day)."""
+    if log.empty:
+        return None
+    newest = log.loc[log["as_of"] == log["as_of"].max()]
+    return {key: clean(value) for key, value in newest.iloc[-1].items()}
+
+
 def rolling_errors(log: pd.DataFrame, window: int) -> pd.DataFrame:
     """Per scored target day: the forecast's and the naive forecast's rolling RMSE over
     ``window`` days, and the rolling share of actuals inside the interval (drawn from the

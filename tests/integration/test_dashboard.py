@@ -80,6 +80,10 @@ def test_the_forecast_page_shows_the_stored_forecast_and_its_model(filled):
     assert values["Target session"] == str(stored["target_date"])
     assert f"version {stored['model_version']}" in app.caption[0].value
     assert app.selectbox[0].value == "AAA"
+    from stockcast.summary import summarize
+
+    [summary] = summarize(filled, ["AAA"])
+    assert any(block.value == summary.text for block in app.markdown), "the plain-words summary is shown"
 
 
 def test_the_history_page_tables_every_forecast_with_its_actual(filled):

@@ -44,11 +44,16 @@ def forecast_log(ticker: str) -> pd.DataFrame:
 
 def latest_forecast(ticker: str) -> dict[str, Any] | None:
     """The newest logged forecast of a ticker (the batch one of its newest day)."""
-    log = forecast_log(ticker)
-    if log.empty:
-        return None
-    newest = log.loc[log["as_of"] == log["as_of"].max()]
-    return {key: views.clean(value) for key, value in newest.iloc[-1].items()}
+    return views.latest_forecast(forecast_log(ticker))
+
+
+@st.cache_data(ttl=timedelta(minutes=5), show_spinner=False)
+def summary(ticker: str) -> dict[str, Any]:
+    """The plain-language summary (a language model's rewrite only when one is configured)."""
+    from stockcast.summary import summarize
+
+    written = summarize(context(), [ticker])[0]
+    return {"text": written.text, "trust": written.trust, "written_by": written.written_by}
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

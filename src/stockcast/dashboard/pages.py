@@ -52,6 +52,13 @@ def forecast_page() -> None:
             f"Model {forecast['model_name']} version {forecast['model_version']} ({forecast['model_kind']}), "
             f"{forecast['level']:.0%} interval, logged {forecast['origin']} at {forecast['created_at']}."
         )
+    if forecast is not None:
+        written = data.summary(ticker)
+        with st.container(border=True, key="summary"):
+            st.markdown(f"**In plain words** (trust: {written['trust']})")
+            st.write(written["text"])
+            if written["written_by"] == "llm":
+                st.caption("Rewritten by the configured language model from `stockcast summary`'s template.")
     st.plotly_chart(candles(ticker, bars, forecast), use_container_width=True, key="forecast-chart")
     with st.form("fresh-forecast"):
         st.write(f"Ask the API ({data.api_url()}) for a forecast from the current online features.")
