@@ -35,7 +35,7 @@ def emit(figures: list[Figure], json_path: str | None) -> None:
         verdict = (
             ""
             if figure.goal is None
-            else f"  goal >= {figure.goal:g}x: {at_least(figure.ratio, figure.goal)}"
+            else f"  goal >= {figure.goal:.3g}x: {at_least(figure.ratio, figure.goal)}"
         )
         print(f"  {figure.what}: {figure.measured} vs {figure.reference} -> {figure.ratio:.2f}x{verdict}")
     if json_path:

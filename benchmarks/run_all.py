@@ -143,7 +143,7 @@ def table(figures: list[Figure]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for figure in figures:
-        goal = "" if figure.goal is None else f">= {figure.goal:g}x"
+        goal = "" if figure.goal is None else f">= {figure.goal:.3g}x"
         lines.append(
             f"| {figure.area} | {figure.what} | {figure.measured} | {figure.reference} | "
             f"{figure.ratio:.2f}x | {goal} | {result_of(figure)} |"
