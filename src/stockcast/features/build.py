@@ -197,13 +197,6 @@ def _sorted_columns(bars: pd.DataFrame, names: list[str]) -> tuple[dict[str, np.
     return columns, np.append(0, boundaries).astype(np.int64)
 
 
-def daily_log_returns(bars: pd.DataFrame) -> pd.Series:
-    """Log total return per day: a cash dividend paid on the ex-date counts as return, so an
-    ex-dividend drop is not mistaken for a loss."""
-    previous_close = bars.groupby("ticker", sort=False)["close"].shift(1)
-    return np.log((bars["close"] + bars["dividends"].fillna(0.0)) / previous_close)
-
-
 def _returns(
     tickers: _Tickers, close: np.ndarray, dividends: np.ndarray, row: dict[str, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
