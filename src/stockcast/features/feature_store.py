@@ -45,6 +45,11 @@ VIEW_FIELDS = ["close", *FEATURE_COLUMNS]
 FEAST_METRICS_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")
 
 
+def _unchecked(target: Any = None, **_options: Any) -> Any:
+    """typeguard's ``typechecked`` as it behaves under ``python -O``: the target unchanged."""
+    return target if target is not None else (lambda decorated: decorated)
+
+
 def import_feast() -> None:
     """Import Feast without its import-time side effect on metrics.
 
@@ -59,7 +64,18 @@ def import_feast() -> None:
     import prometheus_client.values  # noqa: F401 - settles in-memory values before Feast runs
 
     preset = {name: os.environ.get(name) for name in FEAST_METRICS_VARIABLES}
-    import feast  # noqa: F401
+    # Feast decorates dozens of classes with typeguard's @typechecked, which re-parses and
+    # recompiles their source at import: 5 of Feast's 5.5 s import here (cProfile), in every
+    # command and at every API start. Those run-time checks are a development aid (typeguard
+    # skips them under `python -O`); stockcast's calls into Feast are type-checked by mypy.
+    import typeguard
+
+    instrument = typeguard.typechecked
+    typeguard.typechecked = _unchecked
+    try:
+        import feast  # noqa: F401
+    finally:
+        typeguard.typechecked = instrument
 
     for name, value in preset.items():
         if value is None:

@@ -96,8 +96,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 # MLflow's import and the feature store's opening happen behind.
                 state.start_background_warm_up()
             else:
+                # Ready once the registry's champions are loaded; opening the feature store
+                # and the first forecasts happen behind (a request meanwhile opens it itself).
                 state.champions.refresh()
-                state.warm_up()
+                state.start_background_warm_up(refresh=False)
         state.start_refresher(config.champion_refresh_seconds)
         app.state.serving = state
         yield

@@ -150,11 +150,12 @@ class ServingState:
         gc.collect()
         gc.freeze()
 
-    def start_background_warm_up(self) -> None:
-        """Ask the registry and warm up behind requests served from the snapshot."""
+    def start_background_warm_up(self, refresh: bool = True) -> None:
+        """Warm up behind requests (asking the registry first, when serving from the snapshot)."""
 
         def run() -> None:
-            self.champions.refresh()
+            if refresh:
+                self.champions.refresh()
             self.warm_up()
 
         self._warm_up = threading.Thread(target=run, name="serving-warm-up", daemon=True)
