@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     # champion or status changed, or this many weekdays have passed; days between carry the
     # latest report's drift figures. `stockcast monitor --reports` writes them all now.
     report_every_days: int = Field(default=5, ge=1)
+    # False: the Evidently reports are written only when asked (`stockcast monitor --reports`,
+    # say weekly), never by the daily cycle; drift figures then come from the latest report.
+    reports_when_due: bool = True
     # `stockcast summary`: an OpenAI-compatible endpoint (base URL ending in /v1), model and key
     # let a language model rewrite the template's text. All three unset (default): template only.
     summary_llm_url: str | None = None

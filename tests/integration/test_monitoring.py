@@ -156,6 +156,16 @@ def test_reports_are_written_when_due_and_days_between_keep_the_latest_figures(c
     assert after.report_written and after.model_version == trained.version != first.model_version
 
 
+def test_with_reports_when_due_off_only_an_explicit_request_writes_them(context):
+    context.settings = context.settings.model_copy(update={"reports_when_due": False})
+    log_daily_forecasts(context, days=30, shifted=0, bias=0.0)
+    fill_actuals(context, ["AAA"])
+    [quiet] = monitor(context, ["AAA"])  # due (no report yet), but the daily cycle leaves it
+    assert not quiet.report_written and quiet.report_uri is None and quiet.performance.evaluated == 30
+    [asked] = monitor(context, ["AAA"], reports=True)  # `stockcast monitor --reports`
+    assert asked.report_written and asked.report_uri
+
+
 @pytest.fixture
 def pushgateway(tmp_path):
     """Debian's Prometheus Pushgateway on a free loopback port."""

@@ -203,7 +203,10 @@ def monitor(
     context: Context, tickers: list[str], reports: bool | None = None, html: bool = True
 ) -> list[TickerHealth]:
     """Assess each ticker, store the verdicts, push the gauges when a Pushgateway is set.
-    ``reports`` as in ``monitor_ticker``: None writes the Evidently reports where due."""
+    ``reports`` as in ``monitor_ticker``: None writes the Evidently reports where due (unless
+    STOCKCAST_REPORTS_WHEN_DUE is false)."""
+    if reports is None and not context.settings.reports_when_due:
+        reports = False
     latest = context.store.load_monitoring(latest_only=True)
     previous = {str(row["ticker"]): row for row in latest.to_dict("records")}
     healths = [
