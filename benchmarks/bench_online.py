@@ -1,6 +1,7 @@
-"""Online feature lookup and in-process GET /predict latency, on a store filled from the sample.
+"""Online feature lookup and in-process GET /predict latency, on a store filled from the sample
+(reported beside the HTTP figures of bench_serving.py; no goal of their own).
 
-.venv/bin/python benchmarks/bench_online.py [--requests 500]
+.venv/bin/python benchmarks/bench_online.py [--requests 500] [--json FILE]
 """
 
 from __future__ import annotations
@@ -13,17 +14,23 @@ import tempfile
 import time
 from pathlib import Path
 
+from figures import Figure, emit
+
+
+def quantiles(samples_ms: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples_ms)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
 
 def percentiles(samples_ms: list[float]) -> str:
-    ordered = sorted(samples_ms)
-    p50 = statistics.median(ordered)
-    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    return f"p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   ({len(ordered)} calls)"
+    p50, p99 = quantiles(samples_ms)
+    return f"p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   ({len(samples_ms)} calls)"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--json", help="append the figures to this file (JSON lines)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         os.environ["STOCKCAST_DATA_DIR"] = str(Path(folder) / "data")
@@ -59,6 +66,21 @@ def main() -> int:
         print("online serving latency (in process, SQLite online store, sample tickers)")
         print(f"  feast online lookup, one ticker   {percentiles(lookups)}")
         print(f"  GET /predict/{{ticker}} (TestClient) {percentiles(requests)}")
+    lookup, served = quantiles(lookups), quantiles(requests)
+    emit(
+        [
+            Figure(
+                "Serving",
+                "in process: GET /predict p50 (reference: its Feast online lookup)",
+                f"{served[0]:.2f} ms (p99 {served[1]:.2f})",
+                f"{lookup[0]:.2f} ms (p99 {lookup[1]:.2f})",
+                lookup[0] / served[0],
+                None,
+                "the share of a forecast's time that is the online lookup",
+            )
+        ],
+        args.json,
+    )
     return 0
 
 

@@ -33,7 +33,7 @@ TABLE_START, TABLE_END = "<!-- performance-table:start -->", "<!-- performance-t
 
 BENCHMARKS = {
     "features": ["bench_features.py"],
-    "serving": ["bench_serving.py"],
+    "serving": ["bench_serving.py", "bench_online.py"],
     "scale": ["bench_scale.py"],
 }
 PACKAGES = (
