@@ -182,7 +182,7 @@ def write_results(
     facts = "\n".join(f"| {key} | {value} |" for key, value in (measured_on or machine()))
     missed = [figure for figure in figures if figure.met is False]
     reasons = "\n".join(
-        f"- **{figure.area}, {figure.what}** ({figure.ratio:.2f}x, goal {figure.goal:g}x): "
+        f"- **{figure.area}, {figure.what}** ({figure.ratio:.2f}x, goal {figure.goal:.3g}x): "
         f"{REASONS.get(figure.what, figure.note or 'no reason recorded yet: profile it')}"
         for figure in missed
     )
