@@ -1,5 +1,6 @@
 """Fault injection for the reliability tests: a TCP proxy that can take a service off the
-network and put it back, and a runner for stockcast processes held at a fail point.
+network and put it back, a runner for stockcast processes held at a fail point, and the
+helpers that compare a store after a fault with one after an uninterrupted run.
 
 The proxy does to a client what an outage does: while it is down, new connections are refused
 and open ones are cut. The service behind it keeps its state, so the same test sees the
@@ -18,6 +19,11 @@ import sys
 import threading
 from pathlib import Path
 
+import pandas as pd
+
+from stockcast.store.database import Store
+from tests.conftest import clean_environment
+from tests.e2e.test_daily_cycle import run_cli
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,3 +141,37 @@ class HeldProcess:
     def finish(self, timeout: float = 300) -> tuple[int, str, str]:
         out, err = self.process.communicate(timeout=timeout)
         return self.process.returncode, out, "".join(self.stderr) + err
+
+
+def stored_prices(url: str) -> pd.DataFrame:
+    """The prices table as a user would compare it: every bar, without the time it arrived."""
+    store = Store(url)
+    try:
+        frame = store.load_prices()
+    finally:
+        store.dispose()
+    return (
+        frame.drop(columns=["ingested_at"], errors="ignore")
+        .sort_values(["ticker", "date"])
+        .reset_index(drop=True)
+    )
+
+
+def sample_env(folder: Path, **more: str) -> dict[str, str]:
+    """A stockcast environment with its data under ``folder`` (created), bars from the sample."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return clean_environment(
+        STOCKCAST_DATA_DIR=str(folder / "data"),
+        STOCKCAST_SOURCE="sample",
+        STOCKCAST_START_DATE="2010-01-01",
+        **more,
+    )
+
+
+def reference_prices(folder: Path, *batches: str) -> pd.DataFrame:
+    """What the same ingestions store when nothing goes wrong."""
+    env = sample_env(folder)
+    for tickers in batches:
+        done = run_cli("ingest", "--tickers", tickers, env=env, cwd=folder)
+        assert done.returncode == 0, done.stderr
+    return stored_prices(f"sqlite:///{folder / 'data' / 'stockcast.db'}")

@@ -129,51 +129,43 @@ def _money(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.2f}"
 
 
-def concerns_of(facts: Facts) -> list[str]:
-    """Reasons to doubt today's forecast, most serious first."""
-    found = []
+def judge(facts: Facts) -> tuple[str, list[str]]:
+    """The trust verdict ("none", "low", "caution" or "usable") and the reasons to doubt
+    today's forecast, most serious first."""
+    if facts.forecast is None:
+        return "none", []
+    serious, minor = [], []
     if (
         facts.as_of is not None
         and (date.fromisoformat(facts.today) - date.fromisoformat(facts.as_of)).days > STALE_DAYS
     ):
-        found.append(f"the latest data is from {facts.as_of}, so this forecasts a session long past")
+        serious.append(f"the latest data is from {facts.as_of}, so this forecasts a session long past")
     if facts.status == "drift":
-        found.append("monitoring reports drift")
+        serious.append("monitoring reports drift")
     if (
         facts.live_rmse is not None
         and facts.live_naive_rmse is not None
         and facts.live_rmse > facts.live_naive_rmse
     ):
-        found.append("over the last scored forecasts it did worse than the naive forecast")
+        serious.append("over the last scored forecasts it did worse than the naive forecast")
     if (
         facts.live_rmse is not None
         and facts.backtest_rmse
         and facts.live_rmse > LIVE_RATIO_CONCERN * facts.backtest_rmse
     ):
-        found.append(f"live errors are {facts.live_rmse / facts.backtest_rmse:.1f}x the backtest's")
+        minor.append(f"live errors are {facts.live_rmse / facts.backtest_rmse:.1f}x the backtest's")
     if (
         facts.live_coverage is not None
         and facts.level is not None
         and facts.live_coverage < facts.level - COVERAGE_SHORTFALL
     ):
-        found.append(
+        minor.append(
             f"its intervals held the actual close {facts.live_coverage:.0%} of the time, not {facts.level:.0%}"
         )
     if facts.status == "watch":
-        found.append("monitoring has it on watch")
-    return found
-
-
-def trust_of(facts: Facts, concerns: list[str]) -> str:
-    if facts.forecast is None:
-        return "none"
-    serious = any(
-        concern.startswith(("the latest data", "monitoring reports drift", "over the last"))
-        for concern in concerns
-    )
-    if serious:
-        return "low"
-    return "caution" if concerns else "usable"
+        minor.append("monitoring has it on watch")
+    trust = "low" if serious else "caution" if minor else "usable"
+    return trust, serious + minor
 
 
 def template_text(facts: Facts, concerns: list[str], trust: str) -> str:
@@ -285,8 +277,7 @@ def summarize(context: Context, tickers: list[str], use_llm: bool | None = None)
     summaries = []
     for ticker in tickers:
         facts = gather(context, ticker)
-        concerns = concerns_of(facts)
-        trust = trust_of(facts, concerns)
+        trust, concerns = judge(facts)
         summary = Summary(ticker, template_text(facts, concerns, trust), trust, concerns, facts)
         if rewriting and facts.forecast is not None:
             try:

@@ -10,8 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from tests.e2e.test_daily_cycle import run_cli
-from tests.faults import HeldProcess
-from tests.integration.test_faults import reference_prices, sample_env, stored_prices
+from tests.faults import HeldProcess, reference_prices, sample_env, stored_prices
 
 from stockcast.context import Context
 from stockcast.settings import load_settings

@@ -14,9 +14,8 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
-from tests.conftest import clean_environment
 from tests.e2e.test_daily_cycle import run_cli
-from tests.faults import HeldProcess, TcpProxy
+from tests.faults import HeldProcess, TcpProxy, reference_prices, sample_env, stored_prices
 from tests.integration.test_production_services import _s3_keys
 from tests.series import synthetic_bars
 
@@ -26,40 +25,6 @@ from stockcast.settings import load_settings
 from stockcast.store.database import Store, StoreUnavailableError
 
 QUICK_TRAINING = {"backtest_days": 60, "min_train_days": 150, "refit_every_days": 60, "models": "naive,ridge"}
-
-
-def stored_prices(url: str) -> pd.DataFrame:
-    """The prices table as a user would compare it: every bar, without the time it arrived."""
-    store = Store(url)
-    try:
-        frame = store.load_prices()
-    finally:
-        store.dispose()
-    return (
-        frame.drop(columns=["ingested_at"], errors="ignore")
-        .sort_values(["ticker", "date"])
-        .reset_index(drop=True)
-    )
-
-
-def sample_env(folder: Path, **more: str) -> dict[str, str]:
-    """A stockcast environment with its data under ``folder`` (created), bars from the sample."""
-    folder.mkdir(parents=True, exist_ok=True)
-    return clean_environment(
-        STOCKCAST_DATA_DIR=str(folder / "data"),
-        STOCKCAST_SOURCE="sample",
-        STOCKCAST_START_DATE="2010-01-01",
-        **more,
-    )
-
-
-def reference_prices(folder: Path, *batches: str) -> pd.DataFrame:
-    """What the same ingestions store when nothing goes wrong."""
-    env = sample_env(folder)
-    for tickers in batches:
-        done = run_cli("ingest", "--tickers", tickers, env=env, cwd=folder)
-        assert done.returncode == 0, done.stderr
-    return stored_prices(f"sqlite:///{folder / 'data' / 'stockcast.db'}")
 
 
 def assert_one_clear_line(stderr: str, *phrases: str) -> None:
@@ -132,6 +97,20 @@ def test_an_operation_waits_for_a_restarting_postgres(private_postgres, make_bar
     assert store.count_prices() == len(bars)
     restarting.join()
     assert len(attempts) >= 2, "the first attempt found the server down and was retried"
+    store.dispose()
+
+
+@pytest.mark.fault(
+    "PostgreSQL answers that the database does not exist",
+    "Fails at once with the server's reason (no retry: it is an answer, not an outage)",
+)
+def test_a_database_that_does_not_exist_is_not_waited_for(private_postgres):
+    store = Store(private_postgres.url("no_such_database"), timeout_seconds=60)
+    attempts: list[int] = []
+    event.listen(store.engine, "do_connect", lambda *_: attempts.append(1))
+    with pytest.raises(StoreUnavailableError, match='database "no_such_database" does not exist'):
+        store.count_prices()
+    assert attempts == [1], "a missing database is an answer, not an outage: no retry"
     store.dispose()
 
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from stockcast import views
 from stockcast.cli import app
 from stockcast.settings import load_settings
-from stockcast.summary import Facts, concerns_of, summarize, template_text, trust_of
+from stockcast.summary import Facts, judge, summarize, template_text
 
 KEY = "sk-test-summary-key-0123456789"
 OTHER_SECRETS = {
@@ -56,8 +56,7 @@ def good_facts(**changes: Any) -> Facts:
 
 
 def verdict(facts: Facts) -> tuple[str, list[str], str]:
-    concerns = concerns_of(facts)
-    trust = trust_of(facts, concerns)
+    trust, concerns = judge(facts)
     return trust, concerns, template_text(facts, concerns, trust)
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from tests.conftest import clean_environment
 from tests.e2e.test_daily_cycle import STOCKCAST
-from tests.integration.test_faults import stored_prices
+from tests.faults import stored_prices
 from tests.services import free_port
 from tests.yahoo_replay import chart_responder, recorded_chart, replay_session
 

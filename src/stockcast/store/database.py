@@ -90,6 +90,24 @@ def _none_if_nan(value: Any) -> Any:
     return value
 
 
+# What a server says while it cannot take connections for now (down, starting, restarting);
+# a wrong password or a missing database is not worth waiting for.
+TRANSIENT_MARKERS = (
+    "connection refused",
+    "could not connect",
+    "starting up",
+    "shutting down",
+    "terminating connection",
+    "server closed the connection",
+    "timeout expired",
+)
+
+
+def _transient(error: DBAPIError) -> bool:
+    reason = str(getattr(error, "orig", None) or error).lower()
+    return any(marker in reason for marker in TRANSIENT_MARKERS)
+
+
 def head_revision() -> str:
     """The newest migration's id: migration files are named ``<revision>_<slug>.py``."""
     return max(path.name.split("_", 1)[0] for path in (MIGRATIONS_DIR / "versions").glob("[0-9]*_*.py"))
@@ -119,8 +137,9 @@ class Store:
             try:
                 return self.engine.connect()
             except OperationalError as error:
-                if not retry or self._is_sqlite or time.monotonic() + pause > deadline:
-                    raise self._unavailable(error, tried_for=not self._is_sqlite and retry) from error
+                waiting = retry and not self._is_sqlite and _transient(error)
+                if not waiting or time.monotonic() + pause > deadline:
+                    raise self._unavailable(error, tried_for=waiting) from error
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
 
