@@ -283,12 +283,75 @@ def test_newly_materialized_features_are_served_within_the_refresh_window(client
     refresh_feature_store(context)
     kept = client.get("/predict/AAA").json()
     assert kept["as_of"] == before["as_of"] and kept["predicted_close"] == before["predicted_close"]
-    cache = client.app.state.serving.forecasts
-    window = context.settings.feature_refresh_seconds
-    cache.clock = lambda: time.monotonic() + window + 1  # the refresh window has passed
+    state = client.app.state.serving
+    assert state.join_warm_up()
+    cache, window = state.forecasts, context.settings.feature_refresh_seconds
+    cache.clock = lambda: time.monotonic() + window * 1.5  # the refresh window has passed
+    # Within the second window the kept forecast answers while one read refreshes it behind...
+    assert client.get("/predict/AAA").json()["as_of"] == before["as_of"]
+    cache.read("AAA", state.champions.get("AAA")).result(timeout=30)
     fresh = client.get("/predict/AAA").json()
     assert fresh["as_of"] == newest["date"].iloc[0].date().isoformat()
     assert fresh["target_date"] > before["target_date"]
+    # ...and past it a request waits for the read: what it gets is never older than two windows.
+    following = newest.copy()
+    following["date"] = following["date"] + pd.offsets.BDay(1)
+    context.store.upsert_prices(following)
+    refresh_feature_store(context)
+    cache.clock = lambda: time.monotonic() + window * 5
+    assert client.get("/predict/AAA").json()["as_of"] == following["date"].iloc[0].date().isoformat()
+
+
+def test_requests_share_one_online_read_and_do_not_wait_for_a_refresh(client, context, tmp_path, monkeypatch):
+    """Under load every request used to miss together at the end of each window and read the
+    online store itself: the p99 was 5x the bare endpoint's (benchmarks/results.md)."""
+    import time
+
+    from stockcast.failpoints import VARIABLE
+
+    state = client.app.state.serving
+    served = client.get("/predict/AAA").json()
+    assert state.join_warm_up()
+    cache, window = state.forecasts, context.settings.feature_refresh_seconds
+    reads = cache.reads
+    release = tmp_path / "release"
+    monkeypatch.setenv(VARIABLE, f"serving.forecast_read=wait:{release}")  # the read is held
+    cache.clock = lambda: time.monotonic() + window * 1.5
+    answers = [client.get("/predict/AAA") for _ in range(5)]
+    assert [answer.status_code for answer in answers] == [200] * 5
+    assert {answer.json()["predicted_close"] for answer in answers} == {served["predicted_close"]}
+    assert len({answer.json()["request_id"] for answer in answers}) == 5  # each answer logged as its own
+    assert cache.reads == reads + 1  # one read started for the five, still held
+
+    cache.clock = lambda: time.monotonic() + window * 5  # too old to serve: requests join the read
+    loaded = state.champions.get("AAA")
+    joined = [cache.lookup("AAA", loaded) for _ in range(16)]
+    assert all(waiting is joined[0] for waiting in joined) and not joined[0].done()
+    release.touch()
+    assert joined[0].result(timeout=30).forecast.predicted_close == served["predicted_close"]
+    assert cache.reads == reads + 1
+    assert client.get("/predict/AAA").status_code == 200 and cache.reads == reads + 1
+
+
+def test_a_failed_refresh_is_not_hidden_by_the_kept_forecast(client, context):
+    import time
+
+    from fastapi import HTTPException
+
+    state = client.app.state.serving
+    assert client.get("/predict/AAA").status_code == 200
+    assert state.join_warm_up()
+    later = context.store.load_prices(["AAA"]).iloc[[-1]].copy()
+    later["date"] = later["date"] + pd.offsets.BDay(10)
+    context.store.upsert_prices(later)  # stored, but the online features are not materialized
+    cache, window = state.forecasts, context.settings.feature_refresh_seconds
+    cache.clock = lambda: time.monotonic() + window * 1.5
+    kept = client.get("/predict/AAA")
+    assert kept.status_code == 200  # answered while the read behind finds the features stale
+    with pytest.raises(HTTPException, match="stockcast features"):
+        cache.read("AAA", state.champions.get("AAA")).result(timeout=30)
+    stale = client.get("/predict/AAA")
+    assert stale.status_code == 503 and "stockcast features" in stale.json()["message"]
 
 
 def test_liveness_and_readiness(client):

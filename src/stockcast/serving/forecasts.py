@@ -3,8 +3,15 @@
 A forecast is a function of the champion's version and the feature vector, so the API
 computes it once per (ticker, version, online vector) and keeps it: the hot path of
 ``GET /predict/{ticker}`` is a dictionary lookup, a fresh request id and the forecast-log
-commit it waits for. The online store is read again after ``feature_refresh_seconds``, and a
-new champion version misses the cache by construction.
+commit it waits for. A new champion version misses the cache by construction.
+
+The online store is read again once a kept forecast is ``feature_refresh_seconds`` old. One
+read per ticker is in flight at a time, however many requests arrive (they share it), and
+within a second window of the same length the kept forecast is served while the read runs
+behind (stale-while-revalidate), so no request waits for it under steady traffic. Without that,
+every concurrent request missed together each window and queued for its own read: the p99
+under load was 5x the bare endpoint's. A read that fails (stale or missing features) drops the
+kept forecast, so the next request reads itself and answers with why.
 """
 
 from __future__ import annotations
@@ -14,12 +21,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
 
+from stockcast.failpoints import failpoint
 from stockcast.serving.schemas import ForecastResponse, Interval, ModelRef
 from stockcast.serving.state import LoadedChampion, ServingState
 
@@ -50,7 +59,10 @@ class ForecastCache:
         self._entries: dict[tuple[str, str], Prepared] = {}
         self._restored: dict[tuple[str, str], Prepared] = {}
         self.warm = False  # every ticker has been computed once by this process
+        self.reads = 0  # online-store reads made for requests (the warm-up's not counted)
         self._lock = threading.Lock()
+        self._reading: dict[tuple[str, str], Future[Prepared]] = {}
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="forecast-read")
 
     def get(self, ticker: str, loaded: LoadedChampion) -> Prepared | None:
         """The kept forecast of this champion version, unless it is older than the limit.
@@ -63,6 +75,51 @@ class ForecastCache:
         if not self.warm:
             return self._restored.get(key)
         return None
+
+    def lookup(self, ticker: str, loaded: LoadedChampion) -> Prepared | Future[Prepared]:
+        """What a request serves: the kept forecast while it is fresh, or within the second
+        window while one read refreshes it behind; else the read in flight, shared."""
+        entry = self._entries.get((ticker, loaded.version))
+        if entry is not None:
+            age = self.clock() - entry.fetched_at
+            if age <= self.max_age:
+                return entry
+            if age <= 2 * self.max_age:
+                self.read(ticker, loaded)
+                return entry
+        if not self.warm:
+            restored = self._restored.get((ticker, loaded.version))
+            if restored is not None:
+                return restored
+        return self.read(ticker, loaded)
+
+    def read(self, ticker: str, loaded: LoadedChampion) -> Future[Prepared]:
+        """Start a read of the online store for this champion version, or join the one running."""
+        key = (ticker, loaded.version)
+        with self._lock:
+            running = self._reading.get(key)
+            if running is None:
+                running = self._readers.submit(self._refresh, ticker, loaded)
+                self._reading[key] = running
+        return running
+
+    def _refresh(self, ticker: str, loaded: LoadedChampion) -> Prepared:
+        """One read; settled before its waiters wake, so the next lookup sees its outcome."""
+        key = (ticker, loaded.version)
+        self.reads += 1
+        try:
+            failpoint("serving.forecast_read")
+            return self.compute(ticker, loaded)
+        except BaseException:
+            with self._lock:  # what is kept would hide why the read failed
+                self._entries.pop(key, None)
+            raise
+        finally:
+            with self._lock:
+                del self._reading[key]
+
+    def close(self) -> None:
+        self._readers.shutdown(wait=False, cancel_futures=True)
 
     def export(self) -> dict[tuple[str, str], Prepared]:
         return dict(self._entries) or dict(self._restored)

@@ -180,13 +180,21 @@ class ServingState:
 
         return self.snapshot is not None and restore(self, self.snapshot)
 
+    def join_warm_up(self, timeout: float = 60.0) -> bool:
+        """Wait for the background warm-up; True once it is over (or there was none)."""
+        if self._warm_up is not None:
+            self._warm_up.join(timeout)
+            return not self._warm_up.is_alive()
+        return True
+
     def stop(self) -> None:
         self._stop.set()
-        if self._warm_up is not None:
-            self._warm_up.join(timeout=60)
+        self.join_warm_up()
         if self.jobs is not None:
             self.jobs.shutdown()
         if self.forecast_log is not None:
             self.forecast_log.close()
+        if self.forecasts is not None:
+            self.forecasts.close()
         if self.champions.verified:
             self.save_snapshot()

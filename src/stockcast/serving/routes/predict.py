@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
@@ -32,11 +33,10 @@ def build_router() -> APIRouter:
     router = APIRouter(tags=["forecasts"], dependencies=READ_ACCESS + RATE_LIMITED)
 
     async def prepared_for(state: ServingState, ticker: str) -> Prepared:
-        loaded = champion_for(state, ticker)
-        kept = state.forecasts.get(ticker, loaded)
-        if kept is not None:
-            return kept
-        return await run_in_threadpool(state.forecasts.compute, ticker, loaded)
+        found = state.forecasts.lookup(ticker, champion_for(state, ticker))
+        if isinstance(found, Prepared):
+            return found
+        return await asyncio.wrap_future(found)
 
     @router.get("/predict/{ticker}", response_model=ForecastResponse, responses=ERRORS)
     async def predict(ticker: str, state: StateDep) -> ForecastResponse:
