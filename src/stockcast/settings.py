@@ -100,8 +100,9 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = []
     batch_max_tickers: int = Field(default=50, ge=1, le=1000)
     champion_refresh_seconds: float = Field(default=30.0, gt=0)
-    # How long the API serves a ticker's forecast before it reads the online store again, so a
-    # materialization shows within this many seconds.
+    # How long the API serves a ticker's forecast before it reads the online store again. For
+    # one more such window the kept forecast still answers while that read runs behind, so a
+    # materialization shows within twice this many seconds and no request waits for a read.
     feature_refresh_seconds: float = Field(default=5.0, ge=0)
     # Forecast requests per minute per client (API key, else address); 0 turns the limit off.
     rate_limit_per_minute: int = Field(default=600, ge=0)
