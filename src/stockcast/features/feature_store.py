@@ -72,17 +72,20 @@ def import_feast() -> None:
 
     instrument = typeguard.typechecked
     typeguard.typechecked = _unchecked
+    # Feast's modules put "once" filters for DeprecationWarning ahead of the caller's at import,
+    # which brought every library's deprecation notices back to our users' terminals: the
+    # filters are restored to the caller's after the import.
     try:
-        import feast  # noqa: F401
+        with warnings.catch_warnings():
+            import feast  # noqa: F401
     finally:
         typeguard.typechecked = instrument
 
     for name, value in preset.items():
         if value is None:
             os.environ.pop(name, None)
-    # Feast puts "once" filters for DeprecationWarning ahead of the caller's; the notice its
-    # DuckDB engine triggers on every retrieval (ibis calling a renamed DuckDB method) is for
-    # those projects, not for our users.
+    # The notice Feast's DuckDB engine triggers on every retrieval (ibis calling a renamed
+    # DuckDB method) is for those projects, whatever the caller's policy.
     warnings.filterwarnings("ignore", message="fetch_arrow_table", category=DeprecationWarning)
 
 
