@@ -65,7 +65,8 @@ class ForecastCache:
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="forecast-read")
 
     def get(self, ticker: str, loaded: LoadedChampion) -> Prepared | None:
-        """The kept forecast of this champion version, unless it is older than the limit.
+        """The kept forecast of this champion version, unless it is older than the limit (a
+        look that starts no read; requests go through ``lookup``).
         Until this process has warmed up, a forecast restored from the last run's snapshot
         stands in, so requests do not wait for the feature store to open."""
         key = (ticker, loaded.version)
@@ -101,12 +102,12 @@ class ForecastCache:
             if running is None:
                 running = self._readers.submit(self._refresh, ticker, loaded)
                 self._reading[key] = running
+                self.reads += 1
         return running
 
     def _refresh(self, ticker: str, loaded: LoadedChampion) -> Prepared:
         """One read; settled before its waiters wake, so the next lookup sees its outcome."""
         key = (ticker, loaded.version)
-        self.reads += 1
         try:
             failpoint("serving.forecast_read")
             return self.compute(ticker, loaded)
