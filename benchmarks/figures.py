@@ -26,16 +26,12 @@ class Figure:
         return None if self.goal is None else self.ratio >= self.goal
 
 
-def at_least(ratio: float, goal: float) -> str:
-    return "met" if ratio >= goal else "missed"
-
-
 def emit(figures: list[Figure], json_path: str | None) -> None:
     for figure in figures:
         verdict = (
             ""
             if figure.goal is None
-            else f"  goal >= {figure.goal:.3g}x: {at_least(figure.ratio, figure.goal)}"
+            else f"  goal >= {figure.goal:.3g}x: {'met' if figure.met else 'missed'}"
         )
         print(f"  {figure.what}: {figure.measured} vs {figure.reference} -> {figure.ratio:.2f}x{verdict}")
     if json_path:

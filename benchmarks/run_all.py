@@ -4,6 +4,10 @@ the ratio and the goal, missed goals with the reason profiling found, and before
 of the speed work) and the performance table of the README.
 
     .venv/bin/python benchmarks/run_all.py [--only features,serving,scale] [--no-readme]
+
+A part run with ``--only`` replaces that part's figures and keeps the others' (each part states
+when and at which commit it was measured). A benchmark that fails, is skipped or gives no
+figures leaves results.json, results.md and the README as they were, and the run exits 1.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from figures import Figure, load
 
@@ -57,16 +62,17 @@ REASONS = {
         "cProfile after the rewrite shows no hot spot left: about 150 vectorised operations "
         "over all rows share the time (the largest: pandas' exponential filter, 5 calls, ~20 ms; "
         "running sums ~15 ms; the rest 1-12 ms each), and the build is within 10x of one memory "
-        "pass per feature. Reaching 30x the loop (~145 ms here) would take fusing the operations "
+        "pass per feature. Reaching 30x the loop (about a third less time) would take fusing the operations "
         "into one compiled loop (numba or Cython): a compiler dependency and JIT start-up in every "
         "command and in the API's what-if path, which computes features for 60 rows."
     ),
     "training speed-up, 2 Dask workers vs 1": (
         "2 cores are shared by the driver, the scheduler and both workers. Profiled per ticker "
-        "(100 tickers, 100-day backtests): ~2.4 s of backtests run on the workers against ~0.45 s "
-        "of driver work (Feast retrieval, "
-        "MLflow logging, registration, the gate) that stays serial, which bounds the speed-up "
-        "near 1.7 before Dask's own overhead; on more cores than workers the ratio rises."
+        "(cProfile on the driver, measured with 100 tickers and 100-day backtests): ~2.4 s of "
+        "backtests run on the workers against ~0.45 s of driver work (Feast retrieval, MLflow "
+        "logging, registration, the gate) that stays serial, which bounds the speed-up near "
+        "2 x 2.4 / 2.85 = 1.68 before Dask's own overhead; on more cores than workers the ratio "
+        "rises."
     ),
 }
 
@@ -88,7 +94,8 @@ def machine() -> list[tuple[str, str]]:
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
     ).stdout.strip()
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
+        # the pages a previous run wrote are not changes to what is measured
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results.*"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -114,9 +121,10 @@ def versions() -> str:
     return ", ".join(found)
 
 
-def run(name: str, json_path: Path) -> tuple[str, float]:
-    """One benchmark in its own process; its printed output and wall time."""
-    outputs, start = [], time.perf_counter()
+def run(name: str, json_path: Path) -> tuple[str, float, str | None]:
+    """One benchmark, each script in its own process: its printed output, its wall time, and
+    why it did not measure (a failed or skipped script), if it did not."""
+    outputs, problem, start = [], None, time.perf_counter()
     for script in BENCHMARKS[name]:
         print(f"== {script}", flush=True)
         done = subprocess.run(
@@ -129,9 +137,13 @@ def run(name: str, json_path: Path) -> tuple[str, float]:
         print(done.stdout, end="", flush=True)
         outputs.append(done.stdout)
         if done.returncode != 0:
-            outputs.append(f"(exited {done.returncode}: {done.stderr.strip()[-800:]})\n")
-            print(outputs[-1], flush=True)
-    return "".join(outputs), time.perf_counter() - start
+            problem = f"{script} exited {done.returncode}: {(done.stderr or done.stdout).strip()[-800:]}"
+        elif done.stdout.startswith("skipped"):
+            problem = f"{script} {done.stdout.strip()}"
+        if problem:
+            print(problem, flush=True)
+            break
+    return "".join(outputs), time.perf_counter() - start, problem
 
 
 def result_of(figure: Figure) -> str:
@@ -159,52 +171,74 @@ def before_and_after(figures: list[Figure]) -> str:
         return ""
     measured = {figure.what: figure for figure in figures}
     lines = [
-        "| change (found by profiling) | figure | before | after (this run) |",
+        "| change (found by profiling) | figure | before | after |",
         "|---|---|---|---|",
     ]
     for entry in json.loads(HISTORY.read_text()):
         after = measured.get(entry["figure"])
-        now = (
-            f"{after.measured} ({after.ratio:.2f}x)"
-            if after
-            else entry.get("after", "not measured in this run")
-        )
+        if after is not None:
+            now = f"{after.measured} ({after.ratio:.2f}x, this run)"
+        elif "after" in entry:
+            now = f"{entry['after']} (recorded when the change was made, not this run)"
+        else:
+            now = "not measured in this run"
         lines.append(f"| {entry['change']} | {entry['figure']} | {entry['before']} | {now} |")
     return "\n".join(lines)
 
 
-def write_results(
-    figures: list[Figure],
-    outputs: dict[str, str],
-    seconds: dict[str, float],
-    measured_on: list[tuple[str, str]] | None = None,
-) -> str:
-    facts = "\n".join(f"| {key} | {value} |" for key, value in (measured_on or machine()))
+def figures_of(parts: dict[str, dict[str, Any]]) -> list[Figure]:
+    return [Figure(**figure) for name in BENCHMARKS if name in parts for figure in parts[name]["figures"]]
+
+
+def _machine_facts(parts: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    """The machine of the newest part; the date and commit of each part when they differ."""
+    facts = {name: dict(part["machine"]) for name, part in parts.items()}
+    newest = max(facts.values(), key=lambda each: each["date"])
+    return [
+        (key, "; ".join(f"{name} {each[key]}" for name, each in facts.items()))
+        if key in ("date", "commit") and len({each[key] for each in facts.values()}) > 1
+        else (key, value)
+        for key, value in newest.items()
+    ]
+
+
+def write_results(parts: dict[str, dict[str, Any]]) -> str:
+    """results.md from every part's figures, output and the machine it ran on."""
+    figures = figures_of(parts)
+    facts = "\n".join(f"| {key} | {value} |" for key, value in _machine_facts(parts))
     missed = [figure for figure in figures if figure.met is False]
     reasons = "\n".join(
         f"- **{figure.area}, {figure.what}** ({figure.ratio:.2f}x, goal {figure.goal:.3g}x): "
-        f"{REASONS.get(figure.what, figure.note or 'no reason recorded yet: profile it')}"
+        f"{REASONS.get(figure.what, 'no reason recorded yet: profile it')}"
         for figure in missed
     )
+    newest_versions = max(parts.values(), key=lambda part: dict(part["machine"])["date"])["versions"]
     raw = "\n".join(
-        f"<details><summary>{name} ({seconds[name]:.0f} s)</summary>\n\n```\n{output.rstrip()}\n```\n</details>\n"
-        for name, output in outputs.items()
+        f"<details><summary>{name} ({part['seconds']:.0f} s)</summary>\n\n"
+        + (f"Versions of this part: {part['versions']}.\n\n" if part["versions"] != newest_versions else "")
+        + f"```\n{part['output'].rstrip()}\n```\n</details>\n"
+        for name, part in parts.items()
     )
+    notes = "\n".join(f"- {figure.what}: {figure.note}" for figure in figures if figure.note)
+    notes = f"Notes:\n\n{notes}" if notes else ""
     text = f"""# Benchmark results
 
 Written by `make bench` (`benchmarks/run_all.py`); every reference is measured in the same run
-on the same machine. Ratios are oriented so that higher is better for stockcast (a latency
-ratio is the reference's p99 over stockcast's).
+on the same machine (a goal that is an absolute limit, such as 3 s or 400 MB, stands in the
+reference column as "goal"). Ratios are oriented so that higher is better for stockcast (a
+latency ratio is the reference's p99 over stockcast's).
 
 | machine | |
 |---|---|
 {facts}
 
-Versions: {versions()}.
+Versions: {newest_versions}.
 
 ## Figures
 
 {table(figures)}
+
+{notes}
 
 ## Missed goals
 
@@ -216,7 +250,7 @@ Versions: {versions()}.
 
 ## Output
 
-Total {sum(seconds.values()) / 60:.1f} min.
+Total {sum(part["seconds"] for part in parts.values()) / 60:.1f} min.
 
 {raw}"""
     RESULTS.write_text(text)
@@ -224,12 +258,17 @@ Total {sum(seconds.values()) / 60:.1f} min.
 
 
 def update_readme(figures: list[Figure]) -> None:
-    text = README.read_text()
-    if TABLE_START not in text:
-        return
-    head, rest = text.split(TABLE_START, 1)
-    _, tail = rest.split(TABLE_END, 1)
-    README.write_text(f"{head}{TABLE_START}\n{table(figures)}\n{TABLE_END}{tail}")
+    from stockcast.training.evaluate import replace_readme_section
+
+    README.write_text(
+        replace_readme_section(README.read_text(), table(figures) + "\n", TABLE_START, TABLE_END)
+    )
+
+
+def saved_parts() -> dict[str, dict[str, Any]]:
+    if not RAW.exists():
+        return {}
+    return dict(json.loads(RAW.read_text())["parts"])
 
 
 def main() -> int:
@@ -242,41 +281,55 @@ def main() -> int:
         "--render", action="store_true", help=f"write the pages again from {RAW.name}, without measuring"
     )
     args = parser.parse_args()
+    if not args.no_readme:
+        from stockcast.training.evaluate import replace_readme_section
+
+        try:  # before minutes of measuring, not after
+            replace_readme_section(README.read_text(), "", TABLE_START, TABLE_END)
+        except LookupError as error:
+            parser.error(f"{README.name}: {error} (or pass --no-readme)")
     if args.render:
-        saved = json.loads(RAW.read_text())
-        figures = [Figure(**figure) for figure in saved["figures"]]
-        write_results(figures, saved["outputs"], saved["seconds"], saved["machine"])
+        parts = saved_parts()
+        if not parts:
+            parser.error(f"nothing to render: {RAW} holds no results; run the benchmarks first")
+        write_results(parts)
         if not args.no_readme:
-            update_readme(figures)
+            update_readme(figures_of(parts))
         return 0
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(BENCHMARKS))
-    if unknown:
-        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
-    outputs: dict[str, str] = {}
-    seconds: dict[str, float] = {}
+    if unknown or not chosen:
+        parser.error(f"--only takes some of {', '.join(BENCHMARKS)}; got {args.only!r}")
+    measured: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as folder:
-        json_path = Path(folder) / "figures.jsonl"
         for name in chosen:
-            outputs[name], seconds[name] = run(name, json_path)
-        figures = load(json_path)
-    facts = machine()
-    RAW.write_text(
-        json.dumps(
-            {
-                "figures": [asdict(f) for f in figures],
-                "outputs": outputs,
+            json_path = Path(folder) / f"{name}.jsonl"
+            output, seconds, problem = run(name, json_path)
+            figures = load(json_path)
+            if problem is None and not figures:
+                problem = "it printed no figures"
+            if problem:
+                print(
+                    f"error: {name} was not measured ({problem}); "
+                    f"{RAW.name}, {RESULTS.name} and the README are left as they were",
+                    file=sys.stderr,
+                )
+                return 1
+            measured[name] = {
+                "figures": [asdict(figure) for figure in figures],
+                "output": output,
                 "seconds": seconds,
-                "machine": facts,
-            },
-            indent=1,
-        )
-        + "\n"
-    )
-    write_results(figures, outputs, seconds, facts)
+                "machine": machine(),
+                "versions": versions(),
+            }
+    parts = {**saved_parts(), **measured}
+    parts = {name: parts[name] for name in BENCHMARKS if name in parts}
+    RAW.write_text(json.dumps({"parts": parts}, indent=1) + "\n")
+    write_results(parts)
     if not args.no_readme:
-        update_readme(figures)
-    print(f"wrote {RESULTS.relative_to(ROOT)} ({len(figures)} figures, {sum(seconds.values()) / 60:.1f} min)")
+        update_readme(figures_of(parts))
+    total = sum(part["seconds"] for part in measured.values())
+    print(f"wrote {RESULTS} ({', '.join(measured)} measured, {total / 60:.1f} min)")
     return 0
 
 

@@ -99,10 +99,12 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
-def replace_readme_section(readme: str, section: str) -> str:
-    """Put ``section`` between the README's forecast-quality markers."""
-    if README_START not in readme or README_END not in readme:
-        raise LookupError(f"the README has no {README_START} ... {README_END} markers")
-    head, rest = readme.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    return f"{head}{README_START}\n{section}{README_END}{tail}"
+def replace_readme_section(
+    readme: str, section: str, start: str = README_START, end: str = README_END
+) -> str:
+    """Put ``section`` between the README's markers (by default the forecast-quality ones)."""
+    if readme.count(start) != 1 or readme.count(end) != 1 or readme.index(start) > readme.index(end):
+        raise LookupError(f"the README needs one {start} ... {end} pair of markers")
+    head, rest = readme.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{section}{end}{tail}"
