@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 TICKER_PATTERN = re.compile(r"^\^?[A-Z0-9][A-Z0-9.\-=]{0,14}$")
 PLACEHOLDER_SECRETS = {"change-me", "changeme", "secret", "password", "replace-me", "your-api-key"}
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 ModelKind = Literal["naive", "drift", "ridge", "random_forest", "lightgbm", "arima"]
 
 
@@ -224,7 +225,9 @@ class Settings(BaseSettings):
     def _check_summary_llm_url(cls, url: str | None) -> str | None:
         if not url:
             return None
-        if not url.startswith(("http://", "https://")):
+        from urllib.parse import urlsplit
+
+        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
             raise ValueError(
                 f"must be an http(s) URL (an OpenAI-compatible base such as https://host/v1), got {url!r}"
             )
@@ -248,6 +251,20 @@ class Settings(BaseSettings):
     def _check_dates_order(self) -> Settings:
         if self.end_date and self.start_date and self.end_date <= self.start_date:
             raise ValueError("end_date must be after start_date")
+        return self
+
+    @model_validator(mode="after")
+    def _check_summary_llm(self) -> Settings:
+        from urllib.parse import urlsplit
+
+        if bool(self.summary_llm_url) != bool(self.summary_llm_model):
+            raise ValueError("summary_llm_url and summary_llm_model go together (set both or neither)")
+        url = urlsplit(self.summary_llm_url or "")
+        if self.summary_llm_api_key and url.scheme == "http" and url.hostname not in LOOPBACK_HOSTS:
+            raise ValueError(
+                "summary_llm_url must be https when summary_llm_api_key is set (plain http only on "
+                "loopback): the key would travel unencrypted"
+            )
         return self
 
     def export_for_libraries(self) -> None:

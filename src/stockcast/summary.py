@@ -2,20 +2,23 @@
 
 The text is written from a template over facts read from the store and the registry (the
 latest forecast and interval, the champion against the naive forecast on the backtest and
-live, monitoring status and what changed). When an OpenAI-compatible endpoint, model and key
-are configured, a language model may rewrite the template's text in plainer words; it is sent
-only that text and the facts it came from (numbers and dates, never a setting or a secret),
-and any failure falls back to the template. Off by default; nothing requires it.
+live, monitoring status and what changed). The live figures and the status are monitoring's
+own (one scored forecast per day, against the backtest of the version that made it), so the
+summary never contradicts `stockcast monitor`. When an OpenAI-compatible endpoint and model are
+configured, a language model may rewrite the template's text in plainer words; it is sent only
+that text and the facts it came from (numbers and dates, never a setting or a secret), the
+trust verdict is always the template's own sentence, appended after the rewrite, and any
+failure falls back to the template. Off by default; nothing requires it.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
-from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from stockcast import views
@@ -26,12 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Beyond these, a concern is raised: live errors this many times the backtest's, coverage this
-# far under the nominal level, data this many days older than today.
-LIVE_RATIO_CONCERN = 1.25
-COVERAGE_SHORTFALL = 0.10
-STALE_DAYS = 5
-LIVE_MINIMUM = 5  # scored forecasts before live figures are quoted
+COVERAGE_SHORTFALL = 0.10  # live coverage this far under the nominal level is a concern
 DRIFTED_SHOWN = 4
 
 
@@ -46,12 +44,15 @@ class Facts:
     last_close: float | None = None
     as_of: str | None = None
     target_date: str | None = None
+    target_closed: bool = False  # the forecast session has already closed: no newer data came in
+    forecast_version: str | None = None
     champion_version: str | None = None
     champion_kind: str | None = None
     backtest_rmse: float | None = None
     backtest_naive_rmse: float | None = None
     skill_vs_naive: float | None = None
     live_scored: int = 0
+    live_window: int = 20  # scored forecasts monitoring needs before it judges
     live_rmse: float | None = None
     live_naive_rmse: float | None = None
     live_coverage: float | None = None
@@ -82,40 +83,43 @@ def _day(value: Any) -> str | None:
 
 def gather(context: Context, ticker: str) -> Facts:
     """Everything a summary says, read once from the store and the registry."""
-    today = context.now().date()
-    facts = Facts(ticker=ticker, today=today.isoformat())
-    log_frame = views.forecast_log(context, ticker)
-    latest = views.latest_forecast(log_frame)
+    from stockcast.calendars import is_session_closed
+
+    now = context.now()
+    facts = Facts(ticker=ticker, today=now.date().isoformat(), live_window=context.settings.drift_window)
+    latest = views.latest_forecast(views.forecast_log(context, ticker))
     if latest is not None:
         facts.forecast = float(latest["predicted_close"])
         facts.lower, facts.upper = float(latest["lower"]), float(latest["upper"])
         facts.level = float(latest["level"])
         facts.last_close = latest.get("last_close")
         facts.as_of, facts.target_date = _day(latest["as_of"]), _day(latest["target_date"])
-        scored = log_frame.dropna(subset=["actual_close"]).tail(20)
-        facts.live_scored = len(scored)
-        if len(scored) >= LIVE_MINIMUM:
-            errors = scored["actual_close"] - scored["predicted_close"]
-            facts.live_rmse = float((errors**2).mean() ** 0.5)
-            facts.live_naive_rmse = float((scored["naive_error"] ** 2).mean() ** 0.5)
-            facts.live_coverage = float(scored["covered"].astype(float).mean())
+        facts.target_closed = is_session_closed(ticker, latest["target_date"], now)
+        facts.forecast_version = str(latest["model_version"])
     champion = views.version_summary(context.registry.champion(ticker))
     if champion is not None:
         facts.champion_version, facts.champion_kind = champion["version"], champion["kind"]
         facts.backtest_rmse, facts.backtest_naive_rmse = champion["rmse"], champion["naive_rmse"]
         facts.skill_vs_naive = champion["skill_vs_naive"]
-        for decision in views.recent_decisions(context, ticker):
-            if decision["promoted"] and decision["challenger_version"] == champion["version"]:
-                facts.promoted_on = _day(decision["decided_at"])
-                facts.replaced_version = decision.get("champion_version")
-                break
+        decisions = context.store.load_decisions(ticker)
+        promoted = decisions.loc[
+            decisions["promoted"].astype(bool) & (decisions["challenger_version"] == champion["version"])
+        ]
+        if not promoted.empty:
+            decision = promoted.iloc[-1]
+            facts.promoted_on = _day(decision["decided_at"])
+            facts.replaced_version = views.clean(decision.get("champion_version"))
     rows = context.store.load_monitoring(ticker).to_dict(orient="records")
     if rows:
-        latest_row = rows[-1]
+        latest_row = views.monitoring_summary(rows)
         facts.status = latest_row["status"]
-        facts.status_reason = views.clean(latest_row.get("reason"))
-        facts.drifted_features = json.loads(latest_row.get("drifted_features") or "[]")
-        since = latest_row
+        facts.status_reason = latest_row.get("reason")
+        facts.drifted_features = latest_row["drifted_features"]
+        facts.live_scored = int(latest_row["evaluated"])
+        facts.live_rmse = latest_row.get("rolling_rmse")
+        facts.live_naive_rmse = latest_row.get("rolling_naive_rmse")
+        facts.live_coverage = latest_row.get("coverage")
+        since = rows[-1]
         for row in reversed(rows[:-1]):
             if row["status"] != facts.status:
                 facts.previous_status = row["status"]
@@ -131,29 +135,31 @@ def _money(value: float | None) -> str:
 
 def judge(facts: Facts) -> tuple[str, list[str]]:
     """The trust verdict ("none", "low", "caution" or "usable") and the reasons to doubt
-    today's forecast, most serious first."""
+    today's forecast, most serious first. "Usable" needs every check to have been made."""
     if facts.forecast is None:
         return "none", []
     serious, minor = [], []
-    if (
-        facts.as_of is not None
-        and (date.fromisoformat(facts.today) - date.fromisoformat(facts.as_of)).days > STALE_DAYS
-    ):
-        serious.append(f"the latest data is from {facts.as_of}, so this forecasts a session long past")
+    if facts.target_closed:
+        serious.append(
+            f"it forecasts {facts.target_date}, a session already closed: no newer prices have come in"
+        )
     if facts.status == "drift":
         serious.append("monitoring reports drift")
+    if facts.skill_vs_naive is not None and facts.skill_vs_naive < 0:
+        serious.append("its backtest was worse than the naive forecast (it was promoted by hand)")
     if (
         facts.live_rmse is not None
         and facts.live_naive_rmse is not None
         and facts.live_rmse > facts.live_naive_rmse
     ):
         serious.append("over the last scored forecasts it did worse than the naive forecast")
-    if (
-        facts.live_rmse is not None
-        and facts.backtest_rmse
-        and facts.live_rmse > LIVE_RATIO_CONCERN * facts.backtest_rmse
-    ):
-        minor.append(f"live errors are {facts.live_rmse / facts.backtest_rmse:.1f}x the backtest's")
+    if facts.champion_version is None:
+        minor.append("no champion is registered")
+    elif facts.forecast_version is not None and facts.forecast_version != facts.champion_version:
+        minor.append(
+            f"the latest forecast was made by v{facts.forecast_version}, not the champion "
+            f"v{facts.champion_version}: run `stockcast predict`"
+        )
     if (
         facts.live_coverage is not None
         and facts.level is not None
@@ -164,6 +170,12 @@ def judge(facts: Facts) -> tuple[str, list[str]]:
         )
     if facts.status == "watch":
         minor.append("monitoring has it on watch")
+    elif facts.status in (None, "unknown"):
+        minor.append(
+            f"not yet checked live ({facts.live_scored} of {facts.live_window} forecasts scored)"
+            if facts.live_rmse is None
+            else "monitoring could not judge it"
+        )
     trust = "low" if serious else "caution" if minor else "usable"
     return trust, serious + minor
 
@@ -181,7 +193,7 @@ def template_text(facts: Facts, concerns: list[str], trust: str) -> str:
         move = f", {change:+.1%} from the close of {_money(facts.last_close)} on {facts.as_of}"
     sentences.append(
         f"{t}: the close on {facts.target_date} is forecast at {_money(facts.forecast)}{move}; "
-        f"a {facts.level or 0:.0%} interval runs from {_money(facts.lower)} to {_money(facts.upper)}."
+        f"a {facts.level:.0%} interval runs from {_money(facts.lower)} to {_money(facts.upper)}."
     )
     if facts.champion_version is not None:
         if facts.champion_kind == "naive":
@@ -201,13 +213,13 @@ def template_text(facts: Facts, concerns: list[str], trust: str) -> str:
             sentences.append(f"It became champion on {facts.promoted_on}{replaced}.")
     if facts.live_rmse is not None:
         sentences.append(
-            f"On its last {facts.live_scored} scored forecasts the RMSE was {_money(facts.live_rmse)} "
+            f"On its last {facts.live_window} scored forecasts the RMSE was {_money(facts.live_rmse)} "
             f"against {_money(facts.live_naive_rmse)} for the naive forecast, and the interval held "
             f"the actual close {facts.live_coverage:.0%} of the time."
         )
     elif facts.live_scored:
         sentences.append(
-            f"Only {facts.live_scored} forecast(s) have been scored so far: too few to judge live."
+            f"Only {facts.live_scored} of the {facts.live_window} scored forecasts monitoring needs so far."
         )
     if facts.status is not None:
         status = f"Monitoring status: {facts.status} since {facts.status_since}"
@@ -220,22 +232,39 @@ def template_text(facts: Facts, concerns: list[str], trust: str) -> str:
             more = len(facts.drifted_features) - DRIFTED_SHOWN
             status += f"; drifted features: {shown}" + (f" and {more} more" if more > 0 else "")
         sentences.append(status + ".")
-    verdicts = {
-        "usable": "Trust: usable today; nothing in the checks argues against it.",
-        "caution": "Trust: with caution: " + "; ".join(concerns) + ".",
-        "low": "Trust: low: " + "; ".join(concerns) + ".",
-    }
-    sentences.append(verdicts[trust])
+    sentences.append(verdict_sentence(trust, concerns))
     return " ".join(sentences)
 
 
+def verdict_sentence(trust: str, concerns: list[str]) -> str:
+    return {
+        "usable": "Trust: usable today; every check passed.",
+        "caution": "Trust: with caution: " + "; ".join(concerns) + ".",
+        "low": "Trust: low: " + "; ".join(concerns) + ".",
+    }[trust]
+
+
 def rewriter_configured(settings: Settings) -> bool:
-    return bool(settings.summary_llm_url and settings.summary_llm_model and settings.summary_llm_api_key)
+    """An endpoint and a model name; a key only when the endpoint wants one (local servers often
+    do not)."""
+    return bool(settings.summary_llm_url and settings.summary_llm_model)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib would repeat the request, Authorization header included, wherever a redirect
+    points; the endpoint is the configured one or none."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 def rewrite(settings: Settings, text: str, facts: Facts) -> str:
     """Ask an OpenAI-compatible chat endpoint to say the same in plainer words."""
-    assert settings.summary_llm_url and settings.summary_llm_model and settings.summary_llm_api_key
+    if not (settings.summary_llm_url and settings.summary_llm_model):
+        raise ValueError("no language model is configured (STOCKCAST_SUMMARY_LLM_URL and _MODEL)")
     body = {
         "model": settings.summary_llm_model,
         "temperature": 0,
@@ -244,49 +273,61 @@ def rewrite(settings: Settings, text: str, facts: Facts) -> str:
                 "role": "system",
                 "content": (
                     "Rewrite the forecast summary for a reader who is not a statistician, in at most "
-                    "five sentences. Keep every number, date and the trust verdict exactly; add no facts."
+                    "four sentences. Keep every number and date exactly; add no facts and no advice."
                 ),
             },
             {"role": "user", "content": json.dumps({"summary": text, "facts": asdict(facts)})},
         ],
     }
-    # The URL is the operator's setting, checked to be http(s) when settings load.
+    headers = {"Content-Type": "application/json"}
+    if settings.summary_llm_api_key is not None:
+        headers["Authorization"] = f"Bearer {settings.summary_llm_api_key.get_secret_value()}"
+    # The URL is the operator's setting, checked to be https (or http on loopback) when settings load.
     request = urllib.request.Request(  # noqa: S310  # nosec B310
         settings.summary_llm_url.rstrip("/") + "/chat/completions",
         data=json.dumps(body).encode(),
-        headers={
-            "Content-Type": "application/json",
-            "Authorization": f"Bearer {settings.summary_llm_api_key.get_secret_value()}",
-        },
+        headers=headers,
         method="POST",
     )
-    with urllib.request.urlopen(request, timeout=settings.summary_llm_timeout_seconds) as answer:  # noqa: S310  # nosec B310
+    with _OPENER.open(request, timeout=settings.summary_llm_timeout_seconds) as answer:
         payload = json.loads(answer.read())
-    rewritten = str(payload["choices"][0]["message"]["content"]).strip()
-    if not rewritten:
+    rewritten = payload["choices"][0]["message"]["content"]
+    if not isinstance(rewritten, str) or not rewritten.strip():
         raise ValueError("the model answered with no text")
-    return rewritten
+    return rewritten.strip()
 
 
 def summarize(context: Context, tickers: list[str], use_llm: bool | None = None) -> list[Summary]:
-    """A summary per ticker; ``use_llm`` None: rewrite when an endpoint is configured."""
+    """A summary per ticker; ``use_llm`` None: rewrite when an endpoint is configured. The
+    model rewrites the facts' sentences only; the trust verdict is the template's, appended."""
     settings = context.settings
-    rewriting = (
-        rewriter_configured(settings) if use_llm is None else use_llm and rewriter_configured(settings)
-    )
+    if use_llm and not rewriter_configured(settings):
+        from stockcast.settings import SettingsError
+
+        raise SettingsError(
+            "--llm needs a language model: set STOCKCAST_SUMMARY_LLM_URL and STOCKCAST_SUMMARY_LLM_MODEL"
+        )
+    rewriting = rewriter_configured(settings) if use_llm is None else use_llm
     summaries = []
     for ticker in tickers:
         facts = gather(context, ticker)
         trust, concerns = judge(facts)
-        summary = Summary(ticker, template_text(facts, concerns, trust), trust, concerns, facts)
+        text = template_text(facts, concerns, trust)
+        summary = Summary(ticker, text, trust, concerns, facts)
         if rewriting and facts.forecast is not None:
+            verdict = verdict_sentence(trust, concerns)
             try:
-                summary.text, summary.written_by = rewrite(settings, summary.text, facts), "llm"
-            except (OSError, urllib.error.URLError, ValueError, KeyError, IndexError, TypeError) as error:
+                plain = rewrite(settings, text.removesuffix(verdict).rstrip(), facts)
+            except (OSError, http.client.HTTPException, ValueError, KeyError, IndexError, TypeError) as error:
                 log.warning(
                     "summary of %s: the language model failed (%s); the template's text is kept",
                     ticker,
                     error,
                 )
+                unreachable = isinstance(error, OSError) and not isinstance(error, urllib.error.HTTPError)
+                if unreachable or isinstance(error, http.client.HTTPException):
+                    rewriting = False  # the other tickers would each wait the timeout again
+            else:
+                summary.text, summary.written_by = f"{plain} {verdict}", "llm"
         summaries.append(summary)
     return summaries

@@ -110,11 +110,14 @@ def forecast_log(context: Context, ticker: str, limit: int | None = None) -> pd.
 
 
 def latest_forecast(log: pd.DataFrame) -> dict[str, Any] | None:
-    """The newest forecast of a ``forecast_log`` (the batch one of its newest day)."""
+    """The newest forecast of a ``forecast_log``: of its newest day, the last batch forecast
+    (the daily run's, made by the champion of the time), else the last one served."""
     if log.empty:
         return None
     newest = log.loc[log["as_of"] == log["as_of"].max()]
-    return {key: clean(value) for key, value in newest.iloc[-1].items()}
+    batch = newest.loc[newest["origin"] == "batch"]
+    chosen = (batch if not batch.empty else newest).sort_values("id").iloc[-1]
+    return {key: clean(value) for key, value in chosen.items()}
 
 
 def rolling_errors(log: pd.DataFrame, window: int) -> pd.DataFrame:

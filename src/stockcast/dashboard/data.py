@@ -47,9 +47,10 @@ def latest_forecast(ticker: str) -> dict[str, Any] | None:
     return views.latest_forecast(forecast_log(ticker))
 
 
-@st.cache_data(ttl=timedelta(minutes=5), show_spinner=False)
-def summary(ticker: str) -> dict[str, Any]:
-    """The plain-language summary (a language model's rewrite only when one is configured)."""
+@st.cache_data(ttl=TTL, show_spinner=False)
+def summary(ticker: str, forecast_id: Any) -> dict[str, Any]:
+    """The plain-language summary of the forecast shown (``forecast_id`` keys the cache, so the
+    text never lags the numbers above it; a language model's rewrite only when configured)."""
     from stockcast.summary import summarize
 
     written = summarize(context(), [ticker])[0]

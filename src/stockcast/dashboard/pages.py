@@ -53,7 +53,7 @@ def forecast_page() -> None:
             f"{forecast['level']:.0%} interval, logged {forecast['origin']} at {forecast['created_at']}."
         )
     if forecast is not None:
-        written = data.summary(ticker)
+        written = data.summary(ticker, forecast.get("id"))
         with st.container(border=True, key="summary"):
             st.markdown(f"**In plain words** (trust: {written['trust']})")
             st.write(written["text"])
