@@ -213,7 +213,7 @@ def template_text(facts: Facts, concerns: list[str], trust: str) -> str:
             sentences.append(f"It became champion on {facts.promoted_on}{replaced}.")
     if facts.live_rmse is not None:
         sentences.append(
-            f"On its last {facts.live_window} scored forecasts the RMSE was {_money(facts.live_rmse)} "
+            f"Over the last {facts.live_window} scored forecasts the RMSE was {_money(facts.live_rmse)} "
             f"against {_money(facts.live_naive_rmse)} for the naive forecast, and the interval held "
             f"the actual close {facts.live_coverage:.0%} of the time."
         )
