@@ -193,12 +193,15 @@ def figures_of(parts: dict[str, dict[str, Any]]) -> list[Figure]:
 
 
 def _machine_facts(parts: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
-    """The machine of the newest part; the date and commit of each part when they differ."""
+    """The machine of the newest part; the date and commit of each part when the parts come
+    from different commits (a part run since), else the date the run began."""
     facts = {name: dict(part["machine"]) for name, part in parts.items()}
     newest = max(facts.values(), key=lambda each: each["date"])
+    if len({each["commit"] for each in facts.values()}) == 1:
+        return [("date", min(each["date"] for each in facts.values())), *list(newest.items())[1:]]
     return [
         (key, "; ".join(f"{name} {each[key]}" for name, each in facts.items()))
-        if key in ("date", "commit") and len({each[key] for each in facts.values()}) > 1
+        if key in ("date", "commit")
         else (key, value)
         for key, value in newest.items()
     ]
