@@ -108,9 +108,10 @@ class _Tickers:
 
 class _Rolling:
     """Rolling means and standard deviations of one series over windows of any length, from
-    running sums computed once. The values are centred on their ticker's mean first, which
-    keeps the running sums near zero across tickers and their differences exact to ~1e-12.
-    Windows holding a NaN are NaN."""
+    running sums computed once. The values are centred on their ticker's first value, which
+    keeps the running sums small; not on its mean, which would let later bars move earlier
+    days' features in the last digits (the causality property test found it). Windows holding
+    a NaN are NaN."""
 
     def __init__(self, tickers: _Tickers, values: np.ndarray):
         self.tickers = tickers
@@ -119,12 +120,12 @@ class _Rolling:
         self.missing_running: np.ndarray | None = None
         if missing.any():
             values = np.where(missing, 0.0, values)
-            present = np.maximum(tickers.counts - np.add.reduceat(missing, tickers.starts), 1)
             self.missing_running = self._running(missing.astype(np.float64))
-        else:
-            present = tickers.counts
-        self.means = tickers.per_row(np.add.reduceat(values, tickers.starts) / present)
-        self.centred = values - self.means
+        positions = np.where(missing, tickers.n, np.arange(tickers.n))
+        first_present = np.minimum.reduceat(positions, tickers.starts)
+        anchors = np.where(first_present < tickers.n, values[np.minimum(first_present, tickers.n - 1)], 0.0)
+        self.anchors = tickers.per_row(anchors)
+        self.centred = values - self.anchors
         if self.missing_running is not None:
             self.centred[missing] = 0.0
         self.running = self._running(self.centred)
@@ -152,7 +153,7 @@ class _Rolling:
     def mean(self, window: int) -> np.ndarray:
         result = self._sums(self.running, window)
         result /= window
-        result += self.means
+        result += self.anchors
         return self._finish(result, window, window - 1)
 
     def std(self, window: int, first: int | None = None) -> np.ndarray:
