@@ -859,6 +859,8 @@ def models_history(ticker: Annotated[str, typer.Argument(help="Ticker symbol.")]
         "champion",
         "RMSE ",
         "naive RMSE",
+        "p vs naive",
+        "p vs champion",
         "reason",
     ):
         table.add_column(column, overflow="fold")
@@ -873,9 +875,23 @@ def models_history(ticker: Annotated[str, typer.Argument(help="Ticker symbol.")]
             f"v{row.champion_version} {row.champion_spec or ''}".strip() if row.champion_version else "-",
             _figure(row.champion_rmse),
             _figure(row.naive_rmse),
+            _evidence(row.test_vs_naive, row.p_value_vs_naive),
+            _evidence(row.test_vs_champion, row.p_value_vs_champion),
             row.reason,
         )
     console.print(table)
+    console.print(
+        "p: the one-sided test the gate used for the registered version (Clark-West against naive, "
+        "DM-HLN against the champion), Holm-adjusted when it was picked among several candidates.",
+        style="dim",
+        highlight=False,
+    )
+
+
+def _evidence(test: str | None, p_value: float | None) -> str:
+    if test is None or p_value is None or (isinstance(p_value, float) and math.isnan(p_value)):
+        return "-"
+    return f"{p_value:.3f} ({test})" if p_value >= 0.001 else f"{p_value:.1e} ({test})"
 
 
 def _figure(value: float | None, form: str = "{:.4f}") -> str:

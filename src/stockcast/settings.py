@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     train_window_days: int | None = Field(default=1000, ge=60)
     interval_level: float = Field(default=0.9, gt=0.5, lt=1.0)
     promotion_margin: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # Significance level of the gate's one-sided tests (registry/promotion.py).
+    promotion_alpha: float = Field(default=0.05, gt=0.0, le=0.5)
     retrain_after_days: int = Field(default=20, ge=1)
     yahoo_timeout_seconds: float = Field(default=20.0, gt=0)
     yahoo_retries: int = Field(default=2, ge=0)

@@ -51,6 +51,9 @@ class Facts:
     backtest_rmse: float | None = None
     backtest_naive_rmse: float | None = None
     skill_vs_naive: float | None = None
+    test_vs_naive: str | None = None  # the gate's test of the champion against naive
+    p_value_vs_naive: float | None = None
+    alpha: float | None = None
     live_scored: int = 0
     live_window: int = 20  # scored forecasts monitoring needs before it judges
     live_rmse: float | None = None
@@ -101,6 +104,8 @@ def gather(context: Context, ticker: str) -> Facts:
         facts.champion_version, facts.champion_kind = champion["version"], champion["kind"]
         facts.backtest_rmse, facts.backtest_naive_rmse = champion["rmse"], champion["naive_rmse"]
         facts.skill_vs_naive = champion["skill_vs_naive"]
+        facts.test_vs_naive, facts.p_value_vs_naive = champion["test_vs_naive"], champion["p_value_vs_naive"]
+        facts.alpha = champion["alpha"]
         decisions = context.store.load_decisions(ticker)
         promoted = decisions.loc[
             decisions["promoted"].astype(bool) & (decisions["challenger_version"] == champion["version"])
@@ -129,6 +134,10 @@ def gather(context: Context, ticker: str) -> Facts:
     return facts
 
 
+def _p_value(value: float) -> str:
+    return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
+
+
 def _money(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.2f}"
 
@@ -147,6 +156,8 @@ def judge(facts: Facts) -> tuple[str, list[str]]:
         serious.append("monitoring reports drift")
     if facts.skill_vs_naive is not None and facts.skill_vs_naive < 0:
         serious.append("its backtest was worse than the naive forecast (it was promoted by hand)")
+    elif facts.champion_kind not in (None, "naive") and facts.p_value_vs_naive is None:
+        minor.append("no significance test says it beats the naive forecast (promoted by hand or before the tests)")
     if (
         facts.live_rmse is not None
         and facts.live_naive_rmse is not None
@@ -197,16 +208,22 @@ def template_text(facts: Facts, concerns: list[str], trust: str) -> str:
     )
     if facts.champion_version is not None:
         if facts.champion_kind == "naive":
+            level = f" at alpha = {facts.alpha:g}" if facts.alpha is not None else ""
             sentences.append(
-                f"The model in use (v{facts.champion_version}) is the naive forecast itself: no candidate beat "
-                '"tomorrow closes where today did" on the backtest.'
+                f"The model in use (v{facts.champion_version}) is the naive forecast itself (tomorrow closes "
+                f"where today did): no candidate beat naive significantly{level}: naive serves."
             )
         elif facts.skill_vs_naive is not None:
             better = "better" if facts.skill_vs_naive >= 0 else "worse"
+            evidence = (
+                f"; it beat naive, p = {_p_value(facts.p_value_vs_naive)} ({facts.test_vs_naive})"
+                if facts.p_value_vs_naive is not None
+                else ""
+            )
             sentences.append(
                 f"The model in use (v{facts.champion_version}, {facts.champion_kind}) had backtest errors "
                 f"{abs(facts.skill_vs_naive):.1%} {better} than the naive forecast "
-                f"(RMSE {_money(facts.backtest_rmse)} against {_money(facts.backtest_naive_rmse)})."
+                f"(RMSE {_money(facts.backtest_rmse)} against {_money(facts.backtest_naive_rmse)}){evidence}."
             )
         if facts.promoted_on:
             replaced = f", replacing v{facts.replaced_version}" if facts.replaced_version else ""

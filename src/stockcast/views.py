@@ -51,11 +51,32 @@ def version_summary(version: RegisteredVersion | None) -> dict[str, Any] | None:
         "skill_vs_naive": _number(tags, "skill_vs_naive"),
         "coverage": _number(tags, "coverage"),
         "directional_accuracy": _number(tags, "directional_accuracy"),
+        "direction_p_value": _number(tags, "direction_p_value"),
+        "rmsse": _number(tags, "rmsse"),
+        "msis": _number(tags, f"msis_{_level_key(tags)}"),
+        "mean_scaled_pinball": _number(tags, "mean_scaled_pinball"),
+        "coverage_by_level": {
+            key.removeprefix("coverage_"): value
+            for key in sorted(tags)
+            if key.startswith("coverage_") and (value := _number(tags, key)) is not None
+        },
         "data_end": tags.get("data_end"),
         "trained_at": tags.get("trained_at"),
         "decision_reason": tags.get("decision_reason"),
+        "test_vs_naive": tags.get("test_vs_naive"),
+        "p_value_vs_naive": _number(tags, "p_value_vs_naive"),
+        "test_vs_champion": tags.get("test_vs_champion"),
+        "p_value_vs_champion": _number(tags, "p_value_vs_champion"),
+        "alpha": _number(tags, "alpha"),
         "run_id": version.run_id,
     }
+
+
+def _level_key(tags: dict[str, str]) -> str:
+    from stockcast.training.intervals import level_key
+
+    level = _number(tags, "level")
+    return level_key(level) if level is not None else "90"
 
 
 def recent_decisions(

@@ -47,6 +47,9 @@ def good_facts(**changes: Any) -> Facts:
         backtest_rmse=1.0,
         backtest_naive_rmse=1.1,
         skill_vs_naive=0.09,
+        test_vs_naive="Clark-West",
+        p_value_vs_naive=0.012,
+        alpha=0.05,
         live_scored=20,
         live_rmse=1.05,
         live_naive_rmse=1.1,
@@ -74,6 +77,7 @@ def test_a_model_that_checks_out_reads_as_usable_with_its_numbers():
         "90%",
         "v3, ridge",
         "9.0% better than the naive forecast",
+        "it beat naive, p = 0.012 (Clark-West)",
         "last 20 scored",
         "ok since 2024-02-01",
     ):
@@ -88,6 +92,7 @@ def test_a_model_that_checks_out_reads_as_usable_with_its_numbers():
         ({"live_rmse": 1.2}, "low", "did worse than the naive forecast"),
         ({"target_closed": True}, "low", "forecasts 2024-03-05, a session already closed"),
         ({"skill_vs_naive": -0.18}, "low", "backtest was worse than the naive forecast"),
+        ({"p_value_vs_naive": None}, "caution", "no significance test says it beats the naive forecast"),
         ({"live_coverage": 0.7}, "caution", "held the actual close 70% of the time, not 90%"),
         ({"status": "watch"}, "caution", "on watch"),
         ({"forecast_version": "2"}, "caution", "made by v2, not the champion v3"),
@@ -110,6 +115,7 @@ def test_each_check_that_fails_is_named_and_lowers_the_trust(changes, trust, con
 def test_a_naive_champion_and_an_empty_store_are_said_plainly():
     _, _, text = verdict(good_facts(champion_kind="naive", skill_vs_naive=0.0))
     assert "is the naive forecast itself" in text
+    assert "no candidate beat naive significantly at alpha = 0.05: naive serves." in text
     empty = Facts(ticker="ZZZ", today="2024-03-05")
     assert verdict(empty)[0] == "none"
     assert "Run `stockcast run`" in verdict(empty)[2]

@@ -42,9 +42,17 @@ def test_signal_model_becomes_champion_and_is_logged_with_lineage(context, make_
         "feature_hash",
         "window_start",
         "window_end",
-        "residual_quantile",
+        "interval_bounds",
     ):
         assert champion.tags[key]
+    # The gate's evidence travels with the version and into the decision table.
+    assert champion.tags["test_vs_naive"] == "Clark-West"
+    assert float(champion.tags["p_value_vs_naive"]) < 0.05
+    assert float(champion.tags["alpha"]) == 0.05
+    decision = context.store.load_decisions("AAA").iloc[-1]
+    assert decision["test_vs_naive"] == "Clark-West"
+    assert decision["p_value_vs_naive"] == pytest.approx(float(champion.tags["p_value_vs_naive"]))
+    assert decision["window_sessions"] == 100 and '"against": "naive"' in decision["tests"]
     import mlflow
 
     runs = mlflow.search_runs(experiment_names=["stockcast"], filter_string="tags.ticker = 'AAA'")
@@ -64,6 +72,13 @@ def test_signal_model_becomes_champion_and_is_logged_with_lineage(context, make_
     forecast = make_forecast("AAA", latest_row(features, "AAA"), model, champion.name, champion.version)
     assert forecast.lower < forecast.predicted_close < forecast.upper
     assert forecast.model_kind == "ridge"
+    levels = [level for level, _, _ in forecast.intervals]
+    assert levels == [0.5, 0.8, 0.9]
+    for (_, inner_low, inner_high), (_, outer_low, outer_high) in zip(
+        forecast.intervals, forecast.intervals[1:], strict=False
+    ):
+        assert outer_low <= inner_low < inner_high <= outer_high
+    assert forecast.intervals[-1][1:] == (forecast.lower, forecast.upper)
 
 
 def test_a_model_that_loses_to_naive_is_never_promoted(context, make_bars):
@@ -78,21 +93,35 @@ def test_a_model_that_loses_to_naive_is_never_promoted(context, make_bars):
 
 
 def test_champion_is_replaced_only_by_a_model_better_by_the_margin(context, make_bars):
-    momentum = build_features(autocorrelated_bars(600, phi=0.6))
-    first = train_ticker(context, "AAA", training_rows(momentum, "AAA"), force=True)
-    assert context.registry.champion("AAA").kind == "ridge"
-    flipped = build_features(regime_flip_bars())
+    """A significant edge that does not clear the margin leaves naive serving."""
+    first = train_ticker(context, "AAA", training_rows(build_features(make_bars(("AAA",), days=600)), "AAA"))
+    assert context.registry.champion("AAA").kind == "naive"
+    momentum = training_rows(build_features(autocorrelated_bars(600, phi=0.6)), "AAA")
 
     context.settings.promotion_margin = 0.9  # nothing realistic clears a 90% improvement
-    kept = train_ticker(context, "AAA", training_rows(flipped, "AAA"), force=True)
-    assert not kept.decision.promote and "margin" in kept.decision.reason
-    assert context.registry.champion("AAA").version == first.version
-    assert context.registry.by_alias("AAA", "challenger").version == kept.version
+    held = train_ticker(context, "AAA", momentum, force=True)
+    assert held.spec_key == "naive()" and "margin" in held.decision.reason
+    assert context.registry.champion("AAA").kind == "naive"
+    assert first.version != held.version  # naive refitted: the same model on newer data
 
     context.settings.promotion_margin = 0.0
-    replaced = train_ticker(context, "AAA", training_rows(flipped, "AAA"), force=True)
-    assert replaced.decision.promote and replaced.spec_key == "naive()"
+    replaced = train_ticker(context, "AAA", momentum, force=True)
+    assert replaced.decision.promote and replaced.spec_key.startswith("ridge")
     assert context.registry.champion("AAA").version == replaced.version
+
+
+def test_a_challenger_with_noise_level_skill_is_not_promoted_though_its_rmse_is_lower(context, make_bars):
+    """A driftless random walk on which ridge scores 1% under naive by chance (Clark-West
+    p = 0.05): naive serves, and the decision records the test that said no."""
+    rows = training_rows(build_features(make_bars(("AAA",), days=400, seed=31, drift=0.0)), "AAA")
+    report = train_ticker(context, "AAA", rows, force=True)
+    ridge = next(key for key in report.candidates if key.startswith("ridge"))
+    assert report.candidates[ridge]["rmse"] < report.candidates["naive()"]["rmse"]  # the old rule's pick
+    assert report.spec_key == "naive()"
+    assert report.decision.reason.startswith("no candidate beat naive significantly")
+    decision = context.store.load_decisions("AAA").iloc[-1]
+    assert decision["challenger_spec"] == "naive()" and decision["p_value_vs_naive"] is None
+    assert '"test": "Clark-West"' in decision["tests"]
 
 
 def test_current_champion_is_not_retrained_without_new_data(context, make_bars):

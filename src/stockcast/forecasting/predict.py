@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -32,6 +33,8 @@ class Forecast:
     model_name: str
     model_version: str
     model_kind: str
+    # (level, lower, upper) at every level the model was calibrated for, narrowest first.
+    intervals: tuple[tuple[float, float, float], ...] = ()
 
     def record(
         self, request_id: str, origin: str, features: dict[str, float] | None = None
@@ -52,6 +55,7 @@ class Forecast:
             "model_kind": self.model_kind,
             "origin": origin,
             "features": features,
+            "intervals": json.dumps([list(each) for each in self.intervals]) if self.intervals else None,
             "created_at": datetime.now(UTC),
         }
 
@@ -91,10 +95,16 @@ def make_forecast(ticker: str, row: pd.Series, model: Any, model_name: str, mode
     """Apply a packaged model (``ForecastModel``) to one complete feature row."""
     # Imported here: a served ``Forecast`` unpickles without MLflow or the exchange calendars.
     from stockcast.calendars import next_session
-    from stockcast.registry.pyfunc_model import INPUT_COLUMNS, forecast_frame
+    from stockcast.registry.pyfunc_model import INPUT_COLUMNS, bounds_of, forecast_frame
+    from stockcast.training.intervals import level_key
 
     frame = pd.DataFrame([row[INPUT_COLUMNS].astype(float).to_numpy()], columns=INPUT_COLUMNS)
-    answer = forecast_frame(model.forecaster, model.interval_quantile, frame).iloc[0]
+    bounds = bounds_of(model)
+    answer = forecast_frame(model.forecaster, bounds, model.level, frame).iloc[0]
+    intervals = tuple(
+        (float(level), float(answer[f"lower_{level_key(level)}"]), float(answer[f"upper_{level_key(level)}"]))
+        for level in sorted(bounds)
+    )
     as_of = pd.Timestamp(row["date"]).date()
     return Forecast(
         ticker=ticker,
@@ -108,6 +118,7 @@ def make_forecast(ticker: str, row: pd.Series, model: Any, model_name: str, mode
         model_name=model_name,
         model_version=model_version,
         model_kind=model.kind,
+        intervals=intervals,
     )
 
 

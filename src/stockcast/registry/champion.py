@@ -1,32 +1,32 @@
 """Moving the ``champion`` alias: after training, on an operator's promote, on rollback.
 
-Every path decides with the one gate (``promotion.should_promote``) on scores from the same
+Every path decides with the one gate (``promotion.decide``) on scores from the same
 out-of-sample window, moves the alias only after the decision, and records the decision in the
 relational store so ``stockcast models history`` can say which version served when, and why.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 import pandas as pd
 
 from stockcast.context import Context
 from stockcast.registry.mlflow_registry import CHALLENGER, CHAMPION, RegisteredVersion
-from stockcast.registry.promotion import Contender, Decision, should_promote
+from stockcast.registry.promotion import Decision, GateWindow, should_promote
 
 
-@dataclass(frozen=True)
-class GateScores:
-    """RMSEs on one common window: the challenger's, the champion's spec's, naive's."""
-
-    challenger: Contender
-    champion: Contender | None
-    naive_rmse: float
-    window_start: date | None = None
-    window_end: date | None = None
+def decision_tags(decision: Decision, spec_key: str) -> dict[str, str]:
+    """What a registry version carries of the decision about it: outcome, reason and tests."""
+    tags = {"decision": "promoted" if decision.promote else "kept", "decision_reason": decision.reason}
+    for versus_naive, name in ((True, "naive"), (False, "champion")):
+        test, p_value = decision.evidence(versus_naive, spec_key)
+        if test is not None and p_value is not None:
+            tags[f"test_vs_{name}"] = test
+            tags[f"p_value_vs_{name}"] = repr(float(p_value))
+    if decision.alpha is not None:
+        tags["alpha"] = repr(decision.alpha)
+    return tags
 
 
 def apply_decision(
@@ -34,7 +34,7 @@ def apply_decision(
     ticker: str,
     challenger: RegisteredVersion,
     champion: RegisteredVersion | None,
-    scores: GateScores | None,
+    window: GateWindow | None,
     decision: Decision,
     action: str,
     forced: bool = False,
@@ -43,11 +43,16 @@ def apply_decision(
     """Move the alias the decision calls for, tag the version, and record the decision."""
     registry = context.registry
     registry.set_alias(ticker, CHAMPION if decision.promote else CHALLENGER, challenger.version)
-    registry.tag_version(
-        ticker,
-        challenger.version,
-        {"decision": "promoted" if decision.promote else "kept", "decision_reason": decision.reason},
-    )
+    registry.tag_version(ticker, challenger.version, decision_tags(decision, challenger.spec.key()))
+
+    def rmse(version: RegisteredVersion | None) -> float | None:
+        if window is None or version is None:
+            return None
+        key = version.spec.key()
+        return window.rmse(key) if key in window.forecasts or key.startswith("naive(") else None
+
+    test_vs_naive, p_vs_naive = decision.evidence(True, challenger.spec.key())
+    test_vs_champion, p_vs_champion = decision.evidence(False, challenger.spec.key())
     context.store.record_decision(
         {
             "decided_at": context.now(),
@@ -57,21 +62,24 @@ def apply_decision(
             "forced": forced,
             "challenger_version": challenger.version,
             "challenger_spec": challenger.spec.key(),
-            "challenger_rmse": scores.challenger.rmse if scores else None,
+            "challenger_rmse": rmse(challenger),
             "champion_version": champion.version if champion else None,
             "champion_spec": champion.spec.key() if champion else None,
-            "champion_rmse": scores.champion.rmse if scores and scores.champion else None,
-            "naive_rmse": scores.naive_rmse if scores else None,
-            "window_start": scores.window_start if scores else None,
-            "window_end": scores.window_end if scores else None,
+            "champion_rmse": rmse(champion),
+            "naive_rmse": window.naive_rmse if window else None,
+            "window_start": window.start if window else None,
+            "window_end": window.end if window else None,
             "reason": decision.reason,
             "trigger": trigger,
+            "test_vs_naive": test_vs_naive,
+            "p_value_vs_naive": p_vs_naive,
+            "test_vs_champion": test_vs_champion,
+            "p_value_vs_champion": p_vs_champion,
+            "alpha": decision.alpha,
+            "window_sessions": decision.sessions,
+            "tests": decision.tests_json() if decision.comparisons else None,
         }
     )
-
-
-def gate(scores: GateScores, margin: float) -> Decision:
-    return should_promote(scores.challenger, scores.champion, scores.naive_rmse, margin)
 
 
 def _score_on_common_window(context: Context, ticker: str, specs: list[Any]) -> dict[str, Any]:
@@ -88,6 +96,7 @@ def promote(context: Context, ticker: str, version: str, force: bool = False) ->
     """Make ``version`` champion if the gate agrees on today's window (or when forced)."""
     from mlflow.exceptions import MlflowException
 
+    from stockcast.training.backtest import common_window
     from stockcast.training.models import default_spec
 
     registry = context.registry
@@ -105,18 +114,16 @@ def promote(context: Context, ticker: str, version: str, force: bool = False) ->
         return decision
     specs = [default_spec("naive"), challenger.spec] + ([champion.spec] if champion else [])
     results = _score_on_common_window(context, ticker, list({spec.key(): spec for spec in specs}.values()))
-    window = results[challenger.spec.key()].forecasts["date"]
-    scores = GateScores(
-        challenger=Contender(challenger.spec.key(), results[challenger.spec.key()].metrics["rmse"]),
-        champion=Contender(champion.spec.key(), results[champion.spec.key()].metrics["rmse"])
-        if champion
-        else None,
-        naive_rmse=results[default_spec("naive").key()].metrics["rmse"],
-        window_start=window.iloc[0].date(),
-        window_end=window.iloc[-1].date(),
+    window = common_window(results)
+    settings = context.settings
+    decision = should_promote(
+        window,
+        challenger.spec.key(),
+        champion.spec.key() if champion else None,
+        settings.promotion_alpha,
+        settings.promotion_margin,
     )
-    decision = gate(scores, context.settings.promotion_margin)
-    apply_decision(context, ticker, challenger, champion, scores, decision, "promote")
+    apply_decision(context, ticker, challenger, champion, window, decision, "promote")
     return decision
 
 

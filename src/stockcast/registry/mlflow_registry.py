@@ -110,6 +110,7 @@ class Registry:
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
         from stockcast.registry.pyfunc_model import OUTPUT_COLUMNS, ForecastModel
+        from stockcast.training.intervals import level_key
 
         chosen = computed.chosen
         mlflow.set_tracking_uri(self.tracking_uri)
@@ -152,9 +153,14 @@ class Registry:
             if chosen.spec.key() in computed.plots:
                 mlflow.log_artifact(_png_file(folder, chosen.spec.key(), computed.plots[chosen.spec.key()]))
             model = ForecastModel(
-                computed.forecaster, chosen.spec.key(), chosen.spec.kind, chosen.residual_quantile, level
+                computed.forecaster, chosen.spec.key(), chosen.spec.kind, chosen.interval_bounds, level
             )
-            output_example = pd.DataFrame({column: [1.0] for column in OUTPUT_COLUMNS})
+            output_columns = [*OUTPUT_COLUMNS] + [
+                f"{side}_{level_key(level)}"
+                for level in sorted(chosen.interval_bounds)
+                for side in ("lower", "upper")
+            ]
+            output_example = pd.DataFrame({column: [1.0] for column in output_columns})
             # The signature documents the input; no input example, because MLflow would load the
             # model back and serve the example on the driver (a seventh of its share of training).
             with warnings.catch_warnings():

@@ -1,64 +1,341 @@
-"""The promotion gate: one pure decision, used by every path that can move the champion."""
+"""The promotion gate: one pure decision, used by every path that can move the champion.
+
+Which model serves a ticker is decided on one out-of-sample window shared by every contender:
+the naive forecast, the champion's own specification re-scored there, and the candidates. A
+lower RMSE is not enough, because over a few hundred sessions models of equal skill differ by
+chance; a candidate must beat the naive forecast by a one-sided test at ``alpha`` (Clark-West:
+every candidate nests the random walk), corrected with Holm's step-down method for having
+been picked from several, and, where a non-naive champion still beats naive, beat that champion
+too (DM-HLN, Holm over the qualified candidates). The margin is an extra condition on the RMSE
+ratio after the tests. A champion that no longer beats naive significantly gives way to the
+best candidate that does, else to naive; a refit of the champion's specification follows the
+same rule.
+
+Holm rather than Hansen's SPA: Holm is exact for any dependence between the candidates'
+tests, gives every candidate its own adjusted p-value to show in a decision, and is
+deterministic; SPA (a bootstrap) is reported beside it by ``stockcast evaluate --gate-audit``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from stockcast.training.significance import CLARK_WEST, DM_HLN, clark_west, diebold_mariano, holm
+
+# Below this many common sessions a test has too little power to be worth its p-value.
+MIN_TEST_SESSIONS = 30
+HOLM = "holm"
+NAIVE_KEY = "naive()"
+
+
+def is_naive(spec_key: str) -> bool:
+    return spec_key.startswith("naive(")
 
 
 @dataclass(frozen=True)
-class Contender:
-    """A model specification and its RMSE on the common out-of-sample window."""
+class GateWindow:
+    """Every contender's forecasts on one common out-of-sample window (price space)."""
 
-    spec_key: str
-    rmse: float
+    actual: np.ndarray
+    naive: np.ndarray  # the naive forecast of each day: the close at its origin
+    forecasts: Mapping[str, np.ndarray]  # spec key -> forecasts, naive included or not
+    horizon: int = 1
+    start: Any = None  # first and last origin dates, for the record
+    end: Any = None
 
     @property
-    def is_naive(self) -> bool:
-        return self.spec_key.startswith("naive(")
+    def sessions(self) -> int:
+        return len(self.actual)
+
+    def predicted(self, key: str) -> np.ndarray:
+        return self.naive if is_naive(key) else np.asarray(self.forecasts[key], float)
+
+    def rmse(self, key: str) -> float:
+        return float(np.sqrt(np.mean((self.actual - self.predicted(key)) ** 2)))
+
+    @property
+    def naive_rmse(self) -> float:
+        return float(np.sqrt(np.mean((self.actual - self.naive) ** 2)))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One test of a candidate against naive or the champion, with Holm's adjustment."""
+
+    candidate: str
+    against: str  # "naive" or the champion's spec key
+    test: str
+    statistic: float | None
+    p_value: float
+    p_adjusted: float | None = None  # None when the candidate was not chosen among several
 
 
 @dataclass(frozen=True)
 class Decision:
     promote: bool
     reason: str
+    chosen: str | None = None  # the spec key that serves after the decision
+    comparisons: tuple[Comparison, ...] = field(default=())
+    alpha: float | None = None
+    sessions: int | None = None
+
+    def evidence(self, versus_naive: bool, candidate: str | None = None) -> tuple[str | None, float | None]:
+        """(test, p-value the decision used) of a candidate (by default the chosen one) against
+        naive, or against the champion; (None, None) when no such test was made."""
+        wanted = candidate if candidate is not None else self.chosen
+        for found in self.comparisons:
+            if found.candidate == wanted and (found.against == "naive") == versus_naive:
+                return found.test, _used_p(found)
+        return None, None
+
+    def tests_json(self) -> str:
+        return json.dumps([asdict(found) for found in self.comparisons], allow_nan=False, default=str)
+
+
+def _p(value: float) -> str:
+    return f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
+
+
+def _versus_naive(window: GateWindow, key: str) -> Comparison:
+    result = clark_west(window.actual, window.naive, window.predicted(key), window.horizon)
+    statistic = None if np.isnan(result.statistic) else result.statistic
+    return Comparison(key, "naive", CLARK_WEST, statistic, result.p_value)
+
+
+def _versus(window: GateWindow, key: str, incumbent: str) -> Comparison:
+    incumbent_loss = (window.actual - window.predicted(incumbent)) ** 2
+    candidate_loss = (window.actual - window.predicted(key)) ** 2
+    result = diebold_mariano(incumbent_loss, candidate_loss, window.horizon)
+    statistic = None if np.isnan(result.statistic) else result.statistic
+    return Comparison(key, incumbent, DM_HLN, statistic, result.p_value)
+
+
+def _adjusted(comparisons: list[Comparison]) -> list[Comparison]:
+    """Holm over the family when it has more than one member; a single test stands as it is."""
+    if len(comparisons) < 2:
+        return comparisons
+    adjusted = holm({found.candidate: found.p_value for found in comparisons})
+    return [
+        Comparison(
+            found.candidate,
+            found.against,
+            found.test,
+            found.statistic,
+            found.p_value,
+            adjusted[found.candidate],
+        )
+        for found in comparisons
+    ]
+
+
+def _used_p(found: Comparison) -> float:
+    return found.p_adjusted if found.p_adjusted is not None else found.p_value
+
+
+def _evidence_text(found: Comparison, family: int) -> str:
+    text = f"{found.test} p = {_p(found.p_value)}"
+    if found.p_adjusted is not None:
+        text += f", Holm over {family} p = {_p(found.p_adjusted)}"
+    return text
+
+
+def decide(
+    window: GateWindow,
+    champion: str | None,
+    alpha: float = 0.05,
+    margin: float = 0.0,
+    eligible: Iterable[str] | None = None,
+) -> Decision:
+    """Which specification should serve after this window, and whether that moves the alias.
+
+    ``eligible`` are the specifications that may be chosen (every candidate of a training; the
+    one version an operator asks to promote). The chosen one is promoted when it is new, or when
+    it is the champion's own specification refitted (``chosen == champion``); the decision is
+    "kept" when an eligible candidate is not good enough or the window is too short to test.
+    """
+    candidates = list(dict.fromkeys(eligible if eligible is not None else window.forecasts))
+    sessions = window.sessions
+    if sessions < MIN_TEST_SESSIONS:
+        if champion is None and any(is_naive(key) for key in candidates):
+            naive_key = next(key for key in candidates if is_naive(key))
+            return Decision(
+                True,
+                f"first champion: naive, which needs no test (window too short for a test: "
+                f"n = {sessions} < {MIN_TEST_SESSIONS})",
+                naive_key,
+                alpha=alpha,
+                sessions=sessions,
+            )
+        return Decision(
+            False,
+            f"kept: window too short for a test (n = {sessions} < {MIN_TEST_SESSIONS})",
+            champion,
+            alpha=alpha,
+            sessions=sessions,
+        )
+
+    if champion is not None and not is_naive(champion) and champion not in window.forecasts:
+        return Decision(
+            False,
+            f"kept: the champion's {champion} was not scored on this window",
+            champion,
+            alpha=alpha,
+            sessions=sessions,
+        )
+    naive_rmse = window.naive_rmse
+    comparisons: list[Comparison] = []
+    holds, champion_text = _champion_status(window, champion, alpha, comparisons)
+    family = [key for key in candidates if not is_naive(key) and not (holds and key == champion)]
+    versus_naive = _adjusted([_versus_naive(window, key) for key in family])
+    comparisons += versus_naive
+    incumbent = champion if holds and champion is not None and not is_naive(champion) else None
+    incumbent_rmse = window.rmse(incumbent) if incumbent else naive_rmse
+    beat_naive = [
+        found.candidate
+        for found in versus_naive
+        if _used_p(found) < alpha and window.rmse(found.candidate) < naive_rmse
+    ]
+    beat_incumbent = beat_naive
+    if incumbent is not None:
+        versus_champion = _adjusted([_versus(window, key, incumbent) for key in beat_naive])
+        comparisons += versus_champion
+        beat_incumbent = [
+            found.candidate
+            for found in versus_champion
+            if _used_p(found) < alpha and window.rmse(found.candidate) < incumbent_rmse
+        ]
+    within_margin = [key for key in beat_incumbent if window.rmse(key) < incumbent_rmse * (1.0 - margin)]
+    chosen = min(within_margin, key=window.rmse) if within_margin else None
+    if chosen is not None:
+        decision_text = _promotion_text(window, chosen, incumbent, comparisons, len(family), margin)
+        return Decision(
+            True,
+            f"{champion_text}{decision_text}",
+            chosen,
+            tuple(comparisons),
+            alpha=alpha,
+            sessions=sessions,
+        )
+
+    fallback = incumbent or next((key for key in candidates if is_naive(key)), NAIVE_KEY)
+    why_not = _why_none(window, versus_naive, beat_naive, beat_incumbent, incumbent, margin)
+    if fallback not in candidates:
+        return Decision(
+            False,
+            f"kept: {champion_text}{why_not}",
+            champion,
+            tuple(comparisons),
+            alpha=alpha,
+            sessions=sessions,
+        )
+    if fallback == incumbent:
+        still = next(
+            found for found in comparisons if found.candidate == incumbent and found.against == "naive"
+        )
+        return Decision(
+            True,
+            f"refit of the champion's {incumbent} on newer data: still beats naive "
+            f"({_evidence_text(still, 1)}); {why_not}",
+            fallback,
+            tuple(comparisons),
+            alpha=alpha,
+            sessions=sessions,
+        )
+    return Decision(
+        True,
+        f"{champion_text}{why_not}: naive serves",
+        fallback,
+        tuple(comparisons),
+        alpha=alpha,
+        sessions=sessions,
+    )
+
+
+def _champion_status(
+    window: GateWindow, champion: str | None, alpha: float, comparisons: list[Comparison]
+) -> tuple[bool, str]:
+    """Whether the champion still beats naive significantly, and the words for it.
+
+    The champion was chosen before this window, so its own test needs no correction.
+    """
+    if champion is None:
+        return False, ""
+    if is_naive(champion):
+        return True, ""
+    found = _versus_naive(window, champion)
+    comparisons.append(found)
+    if found.p_value < alpha and window.rmse(champion) < window.naive_rmse:
+        return True, ""
+    return False, (
+        f"champion {champion} no longer beats naive significantly (RMSE {window.rmse(champion):.4f} "
+        f"vs {window.naive_rmse:.4f}, {found.test} p = {_p(found.p_value)}); "
+    )
+
+
+def _promotion_text(
+    window: GateWindow,
+    chosen: str,
+    incumbent: str | None,
+    comparisons: list[Comparison],
+    family: int,
+    margin: float,
+) -> str:
+    versus_naive = next(
+        found for found in comparisons if found.candidate == chosen and found.against == "naive"
+    )
+    text = (
+        f"{chosen} RMSE {window.rmse(chosen):.4f} beat naive {window.naive_rmse:.4f} "
+        f"({_evidence_text(versus_naive, family)})"
+    )
+    if incumbent is not None:
+        versus_champion = next(
+            found for found in comparisons if found.candidate == chosen and found.against == incumbent
+        )
+        qualified = sum(1 for found in comparisons if found.against == incumbent)
+        text += (
+            f" and champion {incumbent} {window.rmse(incumbent):.4f} "
+            f"({_evidence_text(versus_champion, qualified)})"
+        )
+    if margin > 0:
+        text += f", by more than the {margin:.1%} margin"
+    return text
+
+
+def _why_none(
+    window: GateWindow,
+    versus_naive: list[Comparison],
+    beat_naive: list[str],
+    beat_incumbent: list[str],
+    incumbent: str | None,
+    margin: float,
+) -> str:
+    if not versus_naive:
+        return "no other candidate"
+    best = min(versus_naive, key=lambda found: window.rmse(found.candidate))
+    best_text = (
+        f"best {best.candidate} RMSE {window.rmse(best.candidate):.4f} vs naive "
+        f"{window.naive_rmse:.4f}, {_evidence_text(best, len(versus_naive))}"
+    )
+    if not beat_naive:
+        return f"no candidate beat naive significantly ({best_text})"
+    if incumbent is not None and not beat_incumbent:
+        return f"no candidate that beat naive also beat champion {incumbent} significantly ({best_text})"
+    against = f"champion {incumbent}" if incumbent else "naive"
+    return f"no candidate beat {against} by the {margin:.1%} margin ({best_text})"
 
 
 def should_promote(
-    challenger: Contender,
-    champion: Contender | None,
-    naive_rmse: float,
+    window: GateWindow,
+    challenger: str,
+    champion: str | None,
+    alpha: float = 0.05,
     margin: float = 0.0,
 ) -> Decision:
-    """Promote only a challenger that beats the naive forecast and the champion (by ``margin``,
-    a fraction of the champion's RMSE), both scored on the same window.
-
-    The naive forecast may itself become champion when nothing beats it. A challenger with the
-    champion's own specification is the champion refitted on newer data: it replaces the old
-    fit when it still beats naive, because its score on the common window is the champion's.
-    """
-    beats_naive = challenger.is_naive or challenger.rmse < naive_rmse
-    if not beats_naive:
-        return Decision(
-            False,
-            f"{challenger.spec_key} RMSE {challenger.rmse:.4f} does not beat naive {naive_rmse:.4f}",
-        )
-    if champion is None:
-        return Decision(True, f"first champion: {challenger.spec_key} RMSE {challenger.rmse:.4f}")
-    if challenger.spec_key == champion.spec_key:
-        return Decision(
-            True,
-            f"refit of the champion's {challenger.spec_key} on newer data "
-            f"(RMSE {challenger.rmse:.4f}, naive {naive_rmse:.4f})",
-        )
-    needed = champion.rmse * (1.0 - margin)
-    if challenger.rmse < needed:
-        return Decision(
-            True,
-            f"{challenger.spec_key} RMSE {challenger.rmse:.4f} beats champion "
-            f"{champion.spec_key} {champion.rmse:.4f} (margin {margin:.1%}) and naive {naive_rmse:.4f}",
-        )
-    return Decision(
-        False,
-        f"{challenger.spec_key} RMSE {challenger.rmse:.4f} does not beat champion "
-        f"{champion.spec_key} {champion.rmse:.4f} by the {margin:.1%} margin",
-    )
+    """The gate for one named challenger (an operator's ``models promote``): a single,
+    pre-specified test against naive, and against the champion where it still holds."""
+    return decide(window, champion, alpha, margin, eligible=[challenger])

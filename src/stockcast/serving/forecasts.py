@@ -256,6 +256,10 @@ def _answers(
                 target_date=forecast.target_date,
                 predicted_close=forecast.predicted_close,
                 interval=Interval(lower=forecast.lower, upper=forecast.upper, level=forecast.level),
+                intervals=[
+                    Interval(lower=lower, upper=upper, level=level)
+                    for level, lower, upper in forecast.intervals
+                ],
                 model=ModelRef(
                     name=forecast.model_name, version=forecast.model_version, kind=forecast.model_kind
                 ),

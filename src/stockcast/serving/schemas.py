@@ -49,7 +49,12 @@ class ForecastResponse(BaseModel):
     as_of: date = Field(description="Date of the bar the features describe.")
     target_date: date = Field(description="The session whose close is forecast.")
     predicted_close: float = Field(examples=[430.9])
-    interval: Interval
+    interval: Interval = Field(description="The configured level's interval.")
+    intervals: list[Interval] = Field(
+        default_factory=list,
+        description="Equal-tailed conformal intervals at every calibrated level (50, 80, 90% and "
+        "the configured one), narrowest first; each nested in the next.",
+    )
     model: ModelRef
     request_id: str
 
@@ -145,8 +150,26 @@ class VersionSummary(BaseModel):
     skill_vs_naive: float | None = None
     coverage: float | None = None
     directional_accuracy: float | None = None
+    direction_p_value: float | None = Field(
+        default=None, description="Pesaran-Timmermann: calls against the base rate of up days."
+    )
+    rmsse: float | None = Field(default=None, description="RMSE over the in-sample naive one-step RMSE (M5).")
+    msis: float | None = Field(default=None, description="Interval score at the configured level, scaled (M4).")
+    mean_scaled_pinball: float | None = Field(
+        default=None, description="Pinball loss of the interval bounds, averaged over levels, scaled."
+    )
+    coverage_by_level: dict[str, float] = Field(
+        default_factory=dict, description="Backtest coverage per interval level, keyed '50', '80', '90'."
+    )
     data_end: str | None = None
     decision_reason: str | None = None
+    test_vs_naive: str | None = Field(default=None, examples=["Clark-West"])
+    p_value_vs_naive: float | None = Field(
+        default=None, description="One-sided, Holm-adjusted when picked among several candidates."
+    )
+    test_vs_champion: str | None = Field(default=None, examples=["DM-HLN"])
+    p_value_vs_champion: float | None = None
+    alpha: float | None = Field(default=None, description="The gate's significance level.")
 
 
 class DecisionSummary(BaseModel):
@@ -159,6 +182,11 @@ class DecisionSummary(BaseModel):
     challenger_version: str | None = None
     champion_version: str | None = None
     reason: str
+    test_vs_naive: str | None = None
+    p_value_vs_naive: float | None = None
+    test_vs_champion: str | None = None
+    p_value_vs_champion: float | None = None
+    alpha: float | None = None
 
 
 class TickerModels(BaseModel):

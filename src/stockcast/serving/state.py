@@ -29,12 +29,14 @@ class ServedModel:
 
     forecaster: Any
     kind: str
-    interval_quantile: float
+    interval_bounds: dict[float, tuple[float, float]]
     level: float
 
     @classmethod
     def of(cls, packaged: Any) -> ServedModel:
-        return cls(packaged.forecaster, packaged.kind, packaged.interval_quantile, packaged.level)
+        from stockcast.registry.pyfunc_model import bounds_of
+
+        return cls(packaged.forecaster, packaged.kind, bounds_of(packaged), packaged.level)
 
 
 @dataclass(frozen=True)

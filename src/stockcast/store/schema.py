@@ -53,6 +53,8 @@ forecasts = Table(
     Column("model_kind", String(64), nullable=False),
     Column("origin", String(16), nullable=False),
     Column("features", Text),
+    # [[level, lower, upper], ...] at every calibrated level, narrowest first (migration 0006).
+    Column("intervals", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     # The close the forecast was made from, on the price basis of its day (migration 0004).
     Column("last_close", Float),
@@ -96,6 +98,16 @@ promotions = Table(
     Column("reason", Text, nullable=False),
     # Why a training ran: first (no champion yet), scheduled (champion old), drift, manual.
     Column("trigger", String(16)),
+    # The gate's evidence (migration 0006): the chosen model's one-sided test against naive and
+    # against the champion it replaced, the p-values the decision used (Holm-adjusted when
+    # picked among several), the level, the window's length, and every test made, as JSON.
+    Column("test_vs_naive", String(32)),
+    Column("p_value_vs_naive", Float),
+    Column("test_vs_champion", String(32)),
+    Column("p_value_vs_champion", Float),
+    Column("alpha", Float),
+    Column("window_sessions", Integer),
+    Column("tests", Text),
     Index("ix_promotions_ticker_decided", "ticker", "decided_at"),
 )
 
@@ -140,4 +152,7 @@ monitoring = Table(
     # The day of the Evidently reports the drift figures come from (migration 0005): reports
     # are written on a cadence, and the days between carry the latest one's figures.
     Column("report_as_of", Date),
+    # Scale-free and probabilistic scores of the last window of forecasts (migration 0006), JSON:
+    # rmsse, coverage and msis per level, mean scaled pinball loss, the direction test.
+    Column("scores", Text),
 )

@@ -5,10 +5,13 @@ rows dated before ``t``: the last of those has its label, the close of ``t``, kn
 Models are refitted every ``refit_every_days`` origins (the cutoff of each window), on an
 expanding or a rolling window of history.
 
-Prediction intervals are split-conformal and online: the interval at an origin is the
-``level`` quantile of the volatility-scaled out-of-sample errors of the origins before it,
-times that origin's volatility (see ``intervals.py``). A warm-up stretch of ``calibration_days`` origins before the scored window supplies
-the first errors and is not scored.
+Prediction intervals are split-conformal, equal-tailed and online: at each level (50, 80, 90%
+and the configured one) the bounds at an origin are two order statistics of the signed,
+volatility-scaled out-of-sample errors of the origins before it, times that origin's
+volatility (see ``intervals.py``). A warm-up stretch of ``calibration_days`` origins before the
+scored window supplies the first errors and is not scored. Scale-free scores (RMSSE, MSIS,
+scaled pinball loss) divide by the naive forecast's in-sample one-step error over the training
+window of the first scored origin.
 """
 
 from __future__ import annotations
@@ -21,8 +24,15 @@ import numpy as np
 import pandas as pd
 
 from stockcast.features.build import FEATURE_COLUMNS, TARGET_COLUMN
-from stockcast.training.intervals import conformal_quantile, interval_scale
-from stockcast.training.metrics import score_forecasts
+from stockcast.registry.promotion import GateWindow
+from stockcast.training.intervals import (
+    equal_tailed_quantiles,
+    interval_levels,
+    interval_scale,
+    level_key,
+    online_equal_tailed,
+)
+from stockcast.training.metrics import insample_naive_scales, score_forecasts
 from stockcast.training.models import Forecaster, ModelSpec, make_forecaster
 
 
@@ -49,7 +59,9 @@ class BacktestResult:
     spec: ModelSpec
     forecasts: pd.DataFrame  # the scored window, one row per origin
     metrics: dict[str, float]
-    residual_quantile: float  # conformal quantile of volatility-scaled errors over all OOS origins
+    # Per level, the (lower, upper) quantiles of the signed volatility-scaled errors over every
+    # out-of-sample origin: what the fitted model's intervals are made of.
+    interval_bounds: dict[float, tuple[float, float]]
     feature_importances: dict[str, float] | None = field(default=None)
 
 
@@ -104,32 +116,35 @@ def walk_forward(
     origins = rows.iloc[first_origin:].reset_index(drop=True)
     actual_log_return = origins[TARGET_COLUMN].to_numpy(float)
     scale = interval_scale(origins)
-    scores = np.abs(actual_log_return - predicted) / scale
-    # Each origin's interval uses only the scores of origins before it.
-    half_widths = scale * np.array(
-        [conformal_quantile(scores[:i], config.level) for i in range(len(origins))]
-    )
+    scores = (actual_log_return - predicted) / scale
+    levels = interval_levels(config.level)
+    # Each origin's bounds use only the scores of origins before it.
+    online = online_equal_tailed(scores, levels)
 
     close = origins["close"].to_numpy(float)
-    frame = pd.DataFrame(
-        {
-            "date": origins["date"],
-            "cutoff": cutoffs,
-            "close": close,
-            "actual_close": close * np.exp(actual_log_return),
-            "predicted_close": close * np.exp(predicted),
-            "naive_close": close,
-            "lower": close * np.exp(predicted - half_widths),
-            "upper": close * np.exp(predicted + half_widths),
-        }
-    )
-    scored = frame.iloc[config.calibration_days :].reset_index(drop=True)
+    columns: dict[str, Any] = {
+        "date": origins["date"],
+        "cutoff": cutoffs,
+        "close": close,
+        "actual_close": close * np.exp(actual_log_return),
+        "predicted_close": close * np.exp(predicted),
+        "naive_close": close,
+    }
+    for level, (lower, upper) in online.items():
+        columns[f"lower_{level_key(level)}"] = close * np.exp(predicted + lower * scale)
+        columns[f"upper_{level_key(level)}"] = close * np.exp(predicted + upper * scale)
+    columns["lower"] = columns[f"lower_{level_key(config.level)}"]
+    columns["upper"] = columns[f"upper_{level_key(config.level)}"]
+    scored = pd.DataFrame(columns).iloc[config.calibration_days :].reset_index(drop=True)
+    first_scored = first_origin + config.calibration_days
+    history = _training_slice(rows, first_scored, config.train_window_days)["close"].to_numpy(float)
+    insample_mse, insample_mae = insample_naive_scales(history)
     importances = getattr(model, "feature_importances", lambda: None)()
     return BacktestResult(
         spec=spec,
         forecasts=scored,
-        metrics=score_forecasts(scored),
-        residual_quantile=conformal_quantile(scores, config.level),
+        metrics=score_forecasts(scored, levels, insample_mse, insample_mae),
+        interval_bounds={level: equal_tailed_quantiles(scores, level) for level in levels},
         feature_importances=importances,
     )
 
@@ -139,6 +154,21 @@ def backtest_candidates(
 ) -> dict[str, BacktestResult]:
     """Every candidate on the same rows and the same scored window, keyed by spec key."""
     return {spec.key(): walk_forward(rows, spec, config, seed) for spec in specs}
+
+
+def common_window(results: dict[str, BacktestResult], horizon: int = 1) -> GateWindow:
+    """Every candidate's forecasts on the window they share, as the promotion gate reads it."""
+    first = next(iter(results.values())).forecasts
+    return GateWindow(
+        actual=first["actual_close"].to_numpy(float),
+        naive=first["naive_close"].to_numpy(float),
+        forecasts={
+            key: result.forecasts["predicted_close"].to_numpy(float) for key, result in results.items()
+        },
+        horizon=horizon,
+        start=first["date"].iloc[0].date(),
+        end=first["date"].iloc[-1].date(),
+    )
 
 
 def best_candidate(results: dict[str, BacktestResult]) -> BacktestResult:

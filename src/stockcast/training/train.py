@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,17 +16,19 @@ from stockcast.context import Context
 from stockcast.failpoints import failpoint
 from stockcast.features.build import FEATURE_COLUMNS, TARGET_COLUMN
 from stockcast.features.feature_store import FEATURE_SERVICE
-from stockcast.registry.champion import GateScores, apply_decision, gate
+from stockcast.registry.champion import apply_decision
 from stockcast.registry.mlflow_registry import RegisteredVersion
-from stockcast.registry.promotion import Contender, Decision
+from stockcast.registry.promotion import Decision, decide
 from stockcast.training.backtest import (
     BacktestConfig,
     BacktestResult,
     NotEnoughHistoryError,
     backtest_candidates,
     best_candidate,
+    common_window,
     fit_on_history,
 )
+from stockcast.training.intervals import level_key
 from stockcast.training.models import ModelSpec, default_spec
 
 log = logging.getLogger(__name__)
@@ -37,8 +40,11 @@ SCORE_TAGS = (
     "skill_vs_naive",
     "coverage",
     "directional_accuracy",
+    "direction_p_value",
     "mae",
     "mape_pct",
+    "rmsse",
+    "mean_scaled_pinball",
 )
 
 
@@ -122,14 +128,19 @@ def version_tags(
         "spec": json.dumps({"kind": result.spec.kind, "params": result.spec.params}, sort_keys=True),
         "spec_key": result.spec.key(),
         "kind": result.spec.kind,
-        "residual_quantile": repr(result.residual_quantile),
+        "interval_bounds": json.dumps(
+            {level_key(level): [lower, upper] for level, (lower, upper) in result.interval_bounds.items()}
+        ),
         "level": repr(level),
         "window_start": result.forecasts["date"].iloc[0].date().isoformat(),
         "window_end": result.forecasts["date"].iloc[-1].date().isoformat(),
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **lineage,
     }
-    tags |= {key: repr(float(result.metrics[key])) for key in SCORE_TAGS}
+    scores = {key: result.metrics[key] for key in SCORE_TAGS if key in result.metrics}
+    scores |= {key: value for key, value in result.metrics.items() if key.startswith(("coverage_", "msis_"))}
+    # Only finite figures are kept: a naive forecast has no directional test, for one.
+    tags |= {key: repr(float(value)) for key, value in scores.items() if math.isfinite(value)}
     return tags
 
 
@@ -156,16 +167,20 @@ class TrainingPlan:
     seed: int
     champion: RegisteredVersion | None
     trigger: str
+    alpha: float = 0.05
+    margin: float = 0.0
 
 
 @dataclass
 class Computed:
-    """The CPU-heavy part: every candidate's walk-forward backtest, its chart, and the chosen
-    model fitted on the latest window. Computed anywhere (a Dask worker), needing only the rows."""
+    """The CPU-heavy part: every candidate's walk-forward backtest, its chart, the gate's
+    decision and the chosen model fitted on the latest window. Computed anywhere (a Dask
+    worker), needing only the rows."""
 
     results: dict[str, BacktestResult]
     chosen: BacktestResult
     forecaster: Any
+    decision: Decision
     plots: dict[str, bytes] = field(default_factory=dict)
 
 
@@ -191,18 +206,35 @@ def plan_training(
     # One backtest per distinct specification.
     specs = list({spec.key(): spec for spec in specs}.values())
     why = "first" if champion is None else trigger if force else "scheduled"
-    return TrainingPlan(ticker, specs, backtest_config(context), settings.random_seed, champion, why)
+    return TrainingPlan(
+        ticker,
+        specs,
+        backtest_config(context),
+        settings.random_seed,
+        champion,
+        why,
+        settings.promotion_alpha,
+        settings.promotion_margin,
+    )
 
 
 def compute_training(rows: pd.DataFrame, plan: TrainingPlan) -> Computed:
-    """Backtest the plan's candidates, chart each, and fit the best on the newest window (pure)."""
+    """Backtest the plan's candidates, let the gate choose, chart each, and fit the chosen
+    specification on the newest window (pure). When the gate keeps the champion without a
+    refit (a window too short to test), the lowest-RMSE candidate is fitted as the challenger."""
     from stockcast.training.plots import backtest_png
 
     results = run_backtests(rows, plan.specs, plan.config, plan.seed)
-    chosen = best_candidate(results)
+    champion_key = plan.champion.spec.key() if plan.champion is not None else None
+    decision = decide(common_window(results), champion_key, plan.alpha, plan.margin)
+    chosen = (
+        results[decision.chosen]
+        if decision.promote and decision.chosen in results
+        else best_candidate(results)
+    )
     forecaster = fit_on_history(chosen.spec, rows, plan.config.train_window_days, plan.seed)
     plots = {key: backtest_png(plan.ticker, result) for key, result in results.items()}
-    return Computed(results, chosen, forecaster, plots)
+    return Computed(results, chosen, forecaster, decision, plots)
 
 
 def finish_training(
@@ -212,19 +244,7 @@ def finish_training(
     settings = context.settings
     registry = context.registry
     ticker, champion, results, chosen = plan.ticker, plan.champion, computed.results, computed.chosen
-    window = chosen.forecasts["date"]
-    scores = GateScores(
-        challenger=Contender(chosen.spec.key(), chosen.metrics["rmse"]),
-        champion=(
-            Contender(champion.spec.key(), results[champion.spec.key()].metrics["rmse"])
-            if champion is not None and champion.spec.key() in results
-            else None
-        ),
-        naive_rmse=chosen.metrics["naive_rmse"],
-        window_start=window.iloc[0].date(),
-        window_end=window.iloc[-1].date(),
-    )
-    decision = gate(scores, settings.promotion_margin)
+    decision = computed.decision
     lineage = {
         "data_start": rows["date"].iloc[0].date().isoformat(),
         "data_end": rows["date"].iloc[-1].date().isoformat(),
@@ -237,7 +257,9 @@ def finish_training(
     tags = version_tags(chosen, rows, lineage, settings.interval_level)
     registered = registry.register(ticker, model_uri, run_id, tags)
     failpoint("train.registered")
-    apply_decision(context, ticker, registered, champion, scores, decision, "train", trigger=plan.trigger)
+    apply_decision(
+        context, ticker, registered, champion, common_window(results), decision, "train", trigger=plan.trigger
+    )
     return TrainingReport(
         ticker=ticker,
         version=registered.version,
