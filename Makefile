@@ -70,10 +70,18 @@ bench: install-dev ## Run every benchmark; write benchmarks/results.md and the R
 	$(BIN)/python benchmarks/run_all.py
 
 EVALUATION_TICKERS := AAPL,MSFT,AMZN,JPM,XOM,JNJ,PG,KO,PFE,WMT,INTC,CSCO,ORCL,IBM,GE,BA,CAT,MRK,PEP,^GSPC
-evaluate: install ## Backtest every candidate on 20 tickers of ../shared/data and update the README table
-	$(BIN)/stockcast evaluate --source file:../shared/data/sp500_2003_2023.parquet \
+EVALUATION_FILE := ../shared/data/sp500_2003_2023.parquet
+evaluate: install ## Backtest the candidates on 20 tickers of ../shared/data, audit the gate on those and on all 210 (~40 min), update the README
+	@test -f $(EVALUATION_FILE) || { echo "make evaluate needs $(EVALUATION_FILE) (the workplace's shared data)"; exit 1; }
+	$(BIN)/stockcast evaluate --source file:$(EVALUATION_FILE) \
 		--tickers '$(EVALUATION_TICKERS)' --output docs/forecast-quality.md \
 		--per-ticker docs/forecast-quality-per-ticker.csv --readme README.md
+	$(BIN)/stockcast evaluate --gate-audit --source file:$(EVALUATION_FILE) \
+		--tickers '$(EVALUATION_TICKERS)' --output docs/gate-audit-20.md \
+		--per-ticker docs/gate-audit-20-per-ticker.csv --readme README.md --section gate-audit-20
+	$(BIN)/stockcast evaluate --gate-audit --source file:$(EVALUATION_FILE) \
+		--tickers "$$($(BIN)/python scripts/file_tickers.py $(EVALUATION_FILE))" --output docs/gate-audit-all.md \
+		--per-ticker docs/gate-audit-all-per-ticker.csv --readme README.md --section gate-audit-all
 
 lock: ## Re-resolve the pinned requirements (needs uv)
 	$(UV) pip compile pyproject.toml --python-version 3.11 --no-header --no-annotate -o requirements.lock

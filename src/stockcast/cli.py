@@ -372,11 +372,30 @@ def evaluate(
     per_ticker: Annotated[
         Path | None, typer.Option(help="Write every (ticker, candidate) row as CSV here.")
     ] = None,
+    gate_audit: Annotated[
+        bool,
+        typer.Option(
+            "--gate-audit",
+            help="Audit the promotion gate instead: pick on one window, score the pick on the next, "
+            "beside the old lowest-RMSE rule; with the Model Confidence Set per ticker.",
+        ),
+    ] = False,
+    section: Annotated[
+        str,
+        typer.Option(help="With --readme: the README section to replace (its <!-- NAME:start --> marker)."),
+    ] = "",
+    workers: Annotated[
+        int, typer.Option(min=0, help="Processes for the audit's backtests; 0: one per core.")
+    ] = 0,
 ) -> None:
     """Backtest every candidate on each ticker and compare it with the naive forecast.
 
     Reads bars from the source and writes nothing to the stores or the registry."""
     from datetime import date
+
+    if gate_audit:
+        _gate_audit(tickers, source, output, readme, per_ticker, section or "gate-audit", workers)
+        return
 
     from stockcast.training.evaluate import (
         evaluate_candidates,
@@ -387,6 +406,8 @@ def evaluate(
     from stockcast.training.models import default_spec
     from stockcast.training.train import backtest_config
 
+    if readme:  # refused before minutes of backtests, not after
+        _guarded(lambda: replace_readme_section(readme.read_text(), ""))
     context = _guarded(lambda: _context(tickers, source))
     settings = context.settings
     names = settings.tickers
@@ -413,6 +434,76 @@ def evaluate(
         rows.to_csv(per_ticker, index=False)
     if readme:
         readme.write_text(_guarded(lambda: replace_readme_section(readme.read_text(), markdown)))
+    _print_failures(fetched.failures)
+
+
+def _gate_audit(
+    tickers: str | None,
+    source: str | None,
+    output: Path | None,
+    readme: Path | None,
+    per_ticker: Path | None,
+    section: str,
+    workers: int,
+) -> None:
+    import os
+    from datetime import date
+
+    from stockcast.training.audit import AuditConfig, audit_many, render_audit, render_per_ticker
+    from stockcast.training.evaluate import replace_readme_section
+    from stockcast.training.models import default_spec
+    from stockcast.training.train import backtest_config
+
+    start_marker, end_marker = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
+    if readme:  # refused before minutes of backtests, not after
+        _guarded(lambda: replace_readme_section(readme.read_text(), "", start_marker, end_marker))
+    context = _guarded(lambda: _context(tickers, source))
+    settings = context.settings
+    names = settings.tickers
+    start = date.fromisoformat(settings.start_date)
+    end = date.fromisoformat(settings.end_date) if settings.end_date else context.now().date()
+    audit = AuditConfig(
+        gate_days=settings.backtest_days,
+        next_days=settings.backtest_days,
+        review_every_days=settings.retrain_after_days,
+        alpha=settings.promotion_alpha,
+        margin=settings.promotion_margin,
+    )
+    specs = [default_spec(kind) for kind in settings.models]
+    config = backtest_config(context)
+    with _reported_failures():
+        fetched = context.source.fetch(names, start, end)
+        _print_source_note(fetched.note)
+        with _progress(len(names)) as step:
+            frame, skipped = audit_many(
+                fetched.bars,
+                names,
+                specs,
+                config,
+                audit,
+                settings.random_seed,
+                workers or os.cpu_count() or 1,
+                step,
+            )
+    if frame.empty:
+        errors.print("[red]error:[/red] no ticker had enough history for the audit", highlight=False)
+        raise typer.Exit(1)
+    markdown = render_audit(frame, settings.source, audit, len(specs), context.now().date().isoformat())
+    if len(frame) <= 30:
+        markdown += "\n" + render_per_ticker(frame)
+    console.print(markdown, highlight=False, markup=False)
+    for reason in skipped:
+        errors.print(f"skipped {reason}", highlight=False, markup=False)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(markdown)
+    if per_ticker:
+        per_ticker.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(per_ticker, index=False)
+    if readme:
+        readme.write_text(
+            _guarded(lambda: replace_readme_section(readme.read_text(), markdown, start_marker, end_marker))
+        )
     _print_failures(fetched.failures)
 
 
@@ -642,6 +733,7 @@ def replay_command(
         "drift retrains",
         "scheduled retrains",
         "promotions",
+        "model changes (per year)",
     ):
         table.add_column(column, justify="left" if column in {"ticker", "first drift"} else "right")
     for summary in report.tickers:
@@ -658,6 +750,7 @@ def replay_command(
             str(summary.drift_retrains),
             str(summary.scheduled_retrains),
             str(summary.promotions),
+            f"{summary.champion_changes} ({_figure(summary.changes_per_year, '{:.1f}')})",
         )
     console.print(table)
     for decision in report.decisions:

@@ -157,7 +157,9 @@ def judge(facts: Facts) -> tuple[str, list[str]]:
     if facts.skill_vs_naive is not None and facts.skill_vs_naive < 0:
         serious.append("its backtest was worse than the naive forecast (it was promoted by hand)")
     elif facts.champion_kind not in (None, "naive") and facts.p_value_vs_naive is None:
-        minor.append("no significance test says it beats the naive forecast (promoted by hand or before the tests)")
+        minor.append(
+            "no significance test says it beats the naive forecast (promoted by hand or before the tests)"
+        )
     if (
         facts.live_rmse is not None
         and facts.live_naive_rmse is not None

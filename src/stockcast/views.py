@@ -102,6 +102,7 @@ def monitoring_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The latest verdict of a ticker (drifted features decoded) with its recent history."""
     latest = {key: clean(value) for key, value in rows[-1].items()}
     latest["drifted_features"] = json.loads(latest.get("drifted_features") or "[]")
+    latest["scores"] = json.loads(latest.get("scores") or "{}")
     latest["history"] = [
         {key: clean(value) for key, value in row.items()} for row in rows[-MONITORING_HISTORY_DAYS:]
     ]

@@ -65,6 +65,14 @@ def test_run_prints_a_forecast_per_ticker_and_registers_champions(first_run):
         champion = context.registry.champion(ticker)
         assert champion is not None
         assert float(champion.tags["rmse"]) <= float(champion.tags["naive_rmse"])
+    # Every candidate was tested against naive; none serves without a passing test.
+    decisions = context.store.load_decisions()
+    assert len(decisions) == 2 and decisions["tests"].str.contains("Clark-West").all()
+    for decision in decisions.itertuples():
+        if decision.challenger_spec != "naive()":
+            assert decision.p_value_vs_naive < decision.alpha, decision.reason
+        else:
+            assert "naive serves" in decision.reason
 
 
 def test_second_run_adds_no_duplicate_prices_or_forecasts(first_run):

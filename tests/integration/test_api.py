@@ -95,6 +95,13 @@ def test_models_show_champion_and_challenger(client, versions):
     aaa = client.get("/models/aaa").json()
     assert aaa["champion"]["version"] == second and aaa["served_version"] == second
     assert aaa["champion"]["kind"] == "naive" and aaa["champion"]["rmse"] > 0
+    assert set(aaa["champion"]["coverage_by_level"]) == {"50", "80", "90"}
+    assert aaa["champion"]["rmsse"] > 0 and aaa["champion"]["msis"] > 0
+    # The reversal took ridge's edge: its champion no longer beat naive, and the decision says
+    # so; the first decision carries the test that promoted ridge.
+    newest, first = aaa["decisions"][0], aaa["decisions"][-1]
+    assert "no longer beats naive significantly" in newest["reason"] and newest["alpha"] == 0.05
+    assert first["test_vs_naive"] == "Clark-West" and first["p_value_vs_naive"] < 0.05
     assert client.get("/models/ZZZ").status_code == 404
 
 
@@ -247,6 +254,12 @@ def test_every_served_forecast_is_logged_with_its_features(client, context):
         assert row["model_version"] == answer["model"]["version"]
         assert str(row["as_of"]) == answer["as_of"]
         assert json.loads(row["features"])["ret_lag_1"] is not None
+        levels = [interval["level"] for interval in answer["intervals"]]
+        assert levels == [0.5, 0.8, 0.9] and answer["intervals"][-1] == answer["interval"]
+        for inner, outer in zip(answer["intervals"], answer["intervals"][1:], strict=False):
+            assert outer["lower"] <= inner["lower"] < inner["upper"] <= outer["upper"]
+        stored = [[level, lower, upper] for level, lower, upper in json.loads(row["intervals"])]
+        assert stored == [[item["level"], item["lower"], item["upper"]] for item in answer["intervals"]]
     assert logged.loc[served[2]["request_id"], "origin"] == "what-if"
     assert served[2]["predicted_close"] != served[0]["predicted_close"]
 

@@ -102,7 +102,12 @@ def test_the_models_page_lists_the_champion_with_its_figures_and_history(filled)
     assert (row["ticker"], row["role"], row["version"]) == ("AAA", "champion", champion.version)
     assert row["skill vs naive"] == pytest.approx(float(champion.tags["skill_vs_naive"]))
     assert row["MLflow run"] == champion.run_id  # no server: the run id to look up
+    # The momentum series gives the champion a real edge: its test and p-value are shown.
+    assert row["p vs naive"] == pytest.approx(float(champion.tags["p_value_vs_naive"]))
+    assert row["p vs naive"] < 0.05 and row["RMSSE"] == pytest.approx(float(champion.tags["rmsse"]))
     assert list(history.value["ticker"]) == ["AAA"] and bool(history.value["promoted"].iloc[0])
+    assert history.value["test_vs_naive"].iloc[0] == "Clark-West"
+    assert history.value["p_value_vs_naive"].iloc[0] == pytest.approx(row["p vs naive"])
 
 
 def test_the_monitoring_page_shows_each_tickers_status(filled):

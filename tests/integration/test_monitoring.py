@@ -37,6 +37,9 @@ def context():
     return context
 
 
+INTERVALS = ((0.5, 0.003), (0.8, 0.006), (0.9, 0.01))  # level, half-width as a fraction
+
+
 def log_daily_forecasts(context: Context, days: int, shifted: int, bias: float) -> None:
     """One batch forecast per session for the last ``days`` sessions by the champion: close to
     the naive forecast, except that the last ``shifted`` are off by ``bias`` (a level shift)."""
@@ -58,6 +61,9 @@ def log_daily_forecasts(context: Context, days: int, shifted: int, bias: float) 
                 "lower": predicted * 0.99,
                 "upper": predicted * 1.01,
                 "level": 0.9,
+                "intervals": json.dumps(
+                    [[level, predicted * (1 - width), predicted * (1 + width)] for level, width in INTERVALS]
+                ),
                 "model_name": champion.name,
                 "model_version": champion.version,
                 "model_kind": champion.kind,
@@ -67,6 +73,31 @@ def log_daily_forecasts(context: Context, days: int, shifted: int, bias: float) 
             }
         )
     context.store.log_forecasts(records)
+
+
+def test_live_scores_are_counted_per_level_from_the_logged_intervals(context):
+    """Coverage at 50, 80 and 90% is the share of actuals inside each logged interval; RMSSE
+    divides by the naive one-step RMSE of the closes before the window; all stored and served."""
+    log_daily_forecasts(context, days=30, shifted=0, bias=0.0)
+    fill_actuals(context, ["AAA"])
+    [health] = monitor(context, ["AAA"], reports=False)
+    window = context.settings.drift_window
+    scored = context.store.load_forecasts(ticker="AAA").sort_values("as_of").tail(window)
+    actual, predicted = scored["actual_close"], scored["predicted_close"]
+    for level, width in INTERVALS:
+        inside = (actual >= predicted * (1 - width)) & (actual <= predicted * (1 + width))
+        assert health.scores[f"coverage_{round(level * 100)}"] == pytest.approx(inside.mean())
+    closes = context.store.load_prices(["AAA"], end=scored["as_of"].iloc[0])["close"]
+    naive_mse = (closes.diff().dropna() ** 2).mean()
+    rmse = ((actual - predicted) ** 2).mean() ** 0.5
+    assert health.scores["rmsse"] == pytest.approx(rmse / naive_mse**0.5)
+    assert health.scores["msis_90"] > 0 and "direction_p_value" in health.scores
+    assert json.loads(context.store.load_monitoring("AAA").iloc[-1]["scores"]) == pytest.approx(health.scores)
+
+    from stockcast.serving.app import create_app
+
+    with TestClient(create_app(context.settings)) as client:
+        assert client.get("/monitoring/AAA").json()["scores"] == pytest.approx(health.scores)
 
 
 def test_a_level_shift_is_drift_with_reports_gauges_and_a_recorded_retraining(context):

@@ -206,6 +206,10 @@ def models_page() -> None:
                     "RMSE": version["rmse"],
                     "naive RMSE": version["naive_rmse"],
                     "skill vs naive": version["skill_vs_naive"],
+                    "p vs naive": version["p_value_vs_naive"],
+                    "p vs champion": version["p_value_vs_champion"],
+                    "RMSSE": version["rmsse"],
+                    "MSIS": version["msis"],
                     "coverage": version["coverage"],
                     "data end": version["data_end"],
                     "promoted at": _promoted_at(entry["decisions"], version["version"]),
@@ -221,13 +225,19 @@ def models_page() -> None:
         use_container_width=True,
         column_config={
             "skill vs naive": st.column_config.NumberColumn(format="%+.4f"),
+            "p vs naive": st.column_config.NumberColumn(format="%.4f"),
+            "p vs champion": st.column_config.NumberColumn(format="%.4f"),
+            "RMSSE": st.column_config.NumberColumn(format="%.4f"),
+            "MSIS": st.column_config.NumberColumn(format="%.3f"),
             "coverage": st.column_config.NumberColumn(format="percent"),
             "MLflow run": st.column_config.LinkColumn() if _links(rows) else st.column_config.TextColumn(),
         },
     )
     st.caption(
-        "Skill is 1 − RMSE ÷ naive RMSE on the walk-forward backtest; a challenger replaces the champion "
-        "only when it beats both the champion and the naive forecast on the same window."
+        "Skill is 1 − RMSE ÷ naive RMSE on the walk-forward backtest. A model serves only when one-sided "
+        "tests on the same window say it beats the naive forecast (Clark-West, Holm-adjusted over the "
+        "candidates) and a champion that still beats naive (DM-HLN); p is the p-value the decision used. "
+        "RMSSE and MSIS are scaled by the naive forecast's in-sample errors, so they compare across tickers."
     )
     st.subheader("Promotion history")
     history = data.decisions()
@@ -242,6 +252,10 @@ def models_page() -> None:
             "promoted",
             "challenger_version",
             "champion_version",
+            "test_vs_naive",
+            "p_value_vs_naive",
+            "test_vs_champion",
+            "p_value_vs_champion",
             "reason",
         ]
         st.dataframe(history[[c for c in columns if c in history]], hide_index=True, use_container_width=True)

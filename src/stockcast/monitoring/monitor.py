@@ -36,6 +36,7 @@ class TickerHealth:
     report_uri: str | None
     report_as_of: date | None = None
     report_written: bool = False
+    scores: dict[str, float] | None = None
 
     def row(self, computed_at: Any) -> dict[str, Any]:
         figures = asdict(self.performance)
@@ -58,6 +59,7 @@ class TickerHealth:
             "reason": self.reason,
             "report_uri": self.report_uri,
             "report_as_of": self.report_as_of,
+            "scores": json.dumps(self.scores, sort_keys=True) if self.scores else None,
             "computed_at": computed_at,
         }
 
@@ -95,6 +97,19 @@ def _backtest_rmse(context: Context, ticker: str, version: str) -> float:
         return context.registry.version(ticker, str(version)).metric("rmse")
     except Exception:
         return float("nan")
+
+
+def _live_scores(context: Context, ticker: str, outcomes: pd.DataFrame) -> dict[str, float]:
+    """Scale-free scores of the last drift window of scored forecasts (see ``scores.py``)."""
+    from stockcast.monitoring.scores import live_scores
+
+    window = context.settings.drift_window
+    if len(outcomes) < window:
+        return {}
+    first_as_of = pd.Timestamp(outcomes["as_of"].iloc[-window]).date()
+    history = context.store.load_prices([ticker], end=first_as_of)["close"].to_numpy(float)
+    days = context.settings.train_window_days or len(history)
+    return live_scores(outcomes, history[-days:], window)
 
 
 def report_due(
@@ -139,6 +154,7 @@ def monitor_ticker(
     outcomes = daily_outcomes(store.evaluated_forecasts(ticker))
     promised = {served: _backtest_rmse(context, ticker, served) for served in set(outcomes["model_version"])}
     performance = assess(outcomes, outcomes["model_version"].map(promised), drift_rule(context))
+    scores = _live_scores(context, ticker, outcomes)
     data_end = (
         date.fromisoformat(champion.tags["data_end"]) if champion and "data_end" in champion.tags else None
     )
@@ -196,6 +212,7 @@ def monitor_ticker(
         report_uri=report_uri,
         report_as_of=report_as_of,
         report_written=written is not None,
+        scores=scores,
     )
 
 

@@ -47,7 +47,9 @@ class TickerSummary:
     drift_days: list[str]
     drift_retrains: int
     scheduled_retrains: int
-    promotions: int
+    promotions: int  # retrainings whose version became champion (a refit of the same model too)
+    champion_changes: int = 0  # of those, the ones that changed the model specification
+    changes_per_year: float | None = None
 
 
 @dataclass
@@ -169,6 +171,9 @@ def _rmse(values: pd.Series) -> float | None:
     return float(np.sqrt(np.mean(np.square(clean)))) if len(clean) else None
 
 
+SESSIONS_PER_YEAR = 252
+
+
 def summarize(context: Context, tickers: list[str], first: date, last: date, directory: Path) -> ReplayReport:
     from stockcast.monitoring.actuals import daily_outcomes
 
@@ -181,6 +186,12 @@ def summarize(context: Context, tickers: list[str], first: date, last: date, dir
     for ticker in tickers:
         scored = store.evaluated_forecasts(ticker)
         daily = daily_outcomes(scored)
+        promoted = in_window.loc[(in_window["ticker"] == ticker) & in_window["promoted"].astype(bool)]
+        changes = int(
+            (
+                promoted["champion_spec"].notna() & (promoted["challenger_spec"] != promoted["champion_spec"])
+            ).sum()
+        )
         mine = monitoring.loc[monitoring["ticker"] == ticker]
         trained = in_window.loc[
             (in_window["ticker"] == ticker)
@@ -198,6 +209,8 @@ def summarize(context: Context, tickers: list[str], first: date, last: date, dir
                 drift_retrains=int((trained["trigger"] == "drift").sum()),
                 scheduled_retrains=int((trained["trigger"] == "scheduled").sum()),
                 promotions=int(trained["promoted"].astype(bool).sum()),
+                champion_changes=changes,
+                changes_per_year=changes / (len(daily) / SESSIONS_PER_YEAR) if len(daily) else None,
             )
         )
     report.decisions = [

@@ -154,7 +154,9 @@ class VersionSummary(BaseModel):
         default=None, description="Pesaran-Timmermann: calls against the base rate of up days."
     )
     rmsse: float | None = Field(default=None, description="RMSE over the in-sample naive one-step RMSE (M5).")
-    msis: float | None = Field(default=None, description="Interval score at the configured level, scaled (M4).")
+    msis: float | None = Field(
+        default=None, description="Interval score at the configured level, scaled (M4)."
+    )
     mean_scaled_pinball: float | None = Field(
         default=None, description="Pinball loss of the interval bounds, averaged over levels, scaled."
     )
@@ -226,6 +228,11 @@ class TickerMonitoring(BaseModel):
     mae: float | None = None
     drift_share: float | None = None
     drifted_features: list[str] = Field(default_factory=list)
+    scores: dict[str, float] = Field(
+        default_factory=dict,
+        description="Over the last scored window: rmsse, coverage_{50,80,90}, scaled_pinball_{..}, "
+        "msis_{..}, mean_scaled_pinball, direction_p_value (Pesaran-Timmermann), direction_base_rate.",
+    )
     report_uri: str | None = None
     computed_at: Instant
     history: list[MonitoringDay] = Field(default_factory=list, description="Earlier verdicts, oldest first.")

@@ -49,26 +49,41 @@ def evaluate_candidates(
     return pd.DataFrame.from_records(records)
 
 
-def summarize(per_ticker: pd.DataFrame) -> pd.DataFrame:
+def summarize(per_ticker: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """Per candidate: RMSE relative to naive (median and mean over tickers), share of tickers
-    where it beats naive, directional accuracy and interval coverage (means)."""
+    where it beats naive, RMSSE and MSIS (scale-free, so they average across tickers),
+    directional accuracy and the share of tickers where Pesaran-Timmermann finds it better than
+    the base rate, and interval coverage at each level (means)."""
     frame = per_ticker.assign(rmse_ratio=per_ticker["rmse"] / per_ticker["naive_rmse"])
     grouped = frame.groupby("candidate", sort=False)
-    summary = pd.DataFrame(
-        {
-            "median_rmse_vs_naive": grouped["rmse_ratio"].median(),
-            "mean_rmse_vs_naive": grouped["rmse_ratio"].mean(),
-            "beats_naive_share": grouped["rmse_ratio"].apply(lambda ratio: float((ratio < 1).mean())),
-            "directional_accuracy": grouped["directional_accuracy"].mean(),
-            "coverage_90": grouped["coverage"].mean(),
-            "tickers": grouped["ticker"].nunique(),
-        }
-    )
-    return summary.sort_values("median_rmse_vs_naive")
+    columns = {
+        "median_rmse_vs_naive": grouped["rmse_ratio"].median(),
+        "mean_rmse_vs_naive": grouped["rmse_ratio"].mean(),
+        "beats_naive_share": grouped["rmse_ratio"].apply(lambda ratio: float((ratio < 1).mean())),
+        "directional_accuracy": grouped["directional_accuracy"].mean(),
+        "coverage_90": grouped["coverage"].mean(),
+        "tickers": grouped["ticker"].nunique(),
+    }
+    if "rmsse" in frame:
+        columns["median_rmsse"] = grouped["rmsse"].median()
+    if "msis_90" in frame:
+        columns["mean_msis_90"] = grouped["msis_90"].mean()
+    if "direction_p_value" in frame:
+        columns["direction_significant_share"] = grouped["direction_p_value"].apply(
+            lambda p_values: float((p_values < alpha).mean())
+        )
+    for level in ("50", "80"):
+        if f"coverage_{level}" in frame:
+            columns[f"coverage_{level}"] = grouped[f"coverage_{level}"].mean()
+    return pd.DataFrame(columns).sort_values("median_rmse_vs_naive")
 
 
 def _percent(value: float) -> str:
     return "n/a" if pd.isna(value) else f"{value:.1%}"
+
+
+def _ratio(value: float) -> str:
+    return "n/a" if pd.isna(value) else f"{value:.4f}"
 
 
 def render_markdown(
@@ -79,22 +94,31 @@ def render_markdown(
         f"Walk-forward backtest of every candidate on {int(summary['tickers'].max())} tickers from `{source}`: "
         f"{config.test_days} scored sessions per ticker ({window_start} to {window_end}), refit every "
         f"{config.refit_every_days} sessions on a {config.train_window_days or 'expanding'}-session window, "
-        f"{config.level:.0%} split-conformal intervals. Produced by `make evaluate` on "
+        f"equal-tailed split-conformal intervals. Produced by `make evaluate` on "
         f"{datetime.now(UTC):%Y-%m-%d}.",
         "",
-        "| candidate | RMSE / naive (median) | RMSE / naive (mean) | beats naive on | directional accuracy | 90% interval coverage |",
-        "|---|---|---|---|---|---|",
+        "| candidate | RMSE / naive (median) | RMSE / naive (mean) | beats naive on | RMSSE (median) "
+        "| MSIS 90% (mean) | directional accuracy | direction beats base rate (PT, 5%) "
+        "| coverage 50 / 80 / 90% |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for candidate, row in summary.iterrows():
+        coverage = " / ".join(
+            _percent(row.get(f"coverage_{level}", float("nan"))) for level in ("50", "80", "90")
+        )
         lines.append(
             f"| {candidate} | {row['median_rmse_vs_naive']:.4f} | {row['mean_rmse_vs_naive']:.4f} | "
-            f"{row['beats_naive_share']:.0%} of tickers | {_percent(row['directional_accuracy'])} | "
-            f"{_percent(row['coverage_90'])} |"
+            f"{row['beats_naive_share']:.0%} of tickers | {_ratio(row.get('median_rmsse', float('nan')))} | "
+            f"{_ratio(row.get('mean_msis_90', float('nan')))} | {_percent(row['directional_accuracy'])} | "
+            f"{_percent(row.get('direction_significant_share', float('nan')))} of tickers | {coverage} |"
         )
     lines += [
         "",
-        "Below 1 beats tomorrow = today. Directional accuracy counts the days a model called a move;",
-        "the naive forecast calls none.",
+        "Below 1 beats tomorrow = today. RMSSE divides by the in-sample naive one-step RMSE (M5) and MSIS",
+        "the interval score by the in-sample naive MAE (M4), so both average across tickers; lower is",
+        "better. Directional accuracy counts the days a model called a move (the naive forecast calls",
+        "none); Pesaran-Timmermann tests it against the base rate of up days, not against 50%. A",
+        "candidate that beats naive here by a small margin has not yet shown an edge: see the gate audit.",
     ]
     return "\n".join(lines) + "\n"
 

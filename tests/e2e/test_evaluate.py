@@ -1,0 +1,102 @@
+"""`stockcast evaluate` and its gate audit from a file of bars: tables printed and written, the
+README's own section replaced and nothing else, a README without the markers refused."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from tests.e2e.test_daily_cycle import run_cli
+from tests.series import autocorrelated_bars
+
+README = """# x
+
+<!-- forecast-quality:start -->
+old table
+<!-- forecast-quality:end -->
+
+<!-- gate-audit-test:start -->
+old audit
+<!-- gate-audit-test:end -->
+tail
+"""
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """MOM has momentum a model can learn; WALK is a random walk."""
+    folder = tmp_path_factory.mktemp("evaluate")
+    bars = pd.concat(
+        [
+            autocorrelated_bars(900, phi=0.3, seed=5).assign(ticker="MOM"),
+            autocorrelated_bars(900, phi=0.0, seed=11).assign(ticker="WALK"),
+        ]
+    )
+    path = folder / "bars.parquet"
+    bars.drop(columns=["source"]).to_parquet(path, index=False)
+    env = {
+        "STOCKCAST_DATA_DIR": str(folder / "data"),
+        "STOCKCAST_SOURCE": f"file:{path}",
+        "STOCKCAST_TICKERS": "MOM,WALK",
+        "STOCKCAST_START_DATE": "2010-01-01",
+        "STOCKCAST_MODELS": "naive,drift,ridge,arima",
+        "STOCKCAST_BACKTEST_DAYS": "150",
+        "STOCKCAST_MIN_TRAIN_DAYS": "200",
+        "STOCKCAST_REFIT_EVERY_DAYS": "50",
+        "STOCKCAST_RETRAIN_AFTER_DAYS": "50",
+    }
+    return folder, env
+
+
+def test_the_candidate_table_has_scale_free_and_probabilistic_scores(setup):
+    folder, env = setup
+    readme = folder / "README.md"
+    readme.write_text(README)
+    result = run_cli("evaluate", "--readme", str(readme), "--per-ticker", str(folder / "rows.csv"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "RMSSE (median)" in result.stdout and "coverage 50 / 80 / 90%" in result.stdout
+    rows = pd.read_csv(folder / "rows.csv")
+    assert set(rows["ticker"]) == {"MOM", "WALK"}
+    for column in ("rmsse", "msis_90", "coverage_50", "coverage_80", "coverage_90", "direction_p_value"):
+        assert column in rows
+    text = readme.read_text()
+    assert "old table" not in text and "| arima |" in text and "old audit" in text
+
+
+def test_the_gate_audit_scores_each_rules_pick_on_the_next_window(setup):
+    folder, env = setup
+    readme = folder / "README.md"
+    readme.write_text(README)
+    result = run_cli(
+        "evaluate",
+        "--gate-audit",
+        "--readme",
+        str(readme),
+        "--section",
+        "gate-audit-test",
+        "--per-ticker",
+        str(folder / "audit.csv"),
+        "--workers",
+        "1",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    records = pd.read_csv(folder / "audit.csv").set_index("ticker")
+    assert records.loc["WALK", "gate_choice"] == "naive()"
+    assert records.loc["MOM", "gate_choice"].startswith(("arima", "ridge"))
+    assert records.loc["MOM", "gate_p_value"] < 0.05 and records.loc["MOM", "gate_next_ratio"] < 1
+    text = readme.read_text()
+    assert "old audit" not in text and "old table" in text and text.endswith("tail\n")
+    assert "| tickers given a non-naive champion | 50.0% |" in text
+    assert "Model Confidence Set" in text and "| MOM |" in text
+
+
+def test_a_readme_without_the_section_is_refused_and_left_alone(setup):
+    folder, env = setup
+    readme = folder / "other.md"
+    readme.write_text("# no markers\n")
+    result = run_cli(
+        "evaluate", "--gate-audit", "--readme", str(readme), "--section", "missing", "--workers", "1", env=env
+    )
+    assert result.returncode == 1 and "<!-- missing:start -->" in result.stderr
+    assert "progress" not in result.stderr  # refused before any backtest ran
+    assert readme.read_text() == "# no markers\n"
