@@ -425,15 +425,7 @@ def evaluate(
         raise typer.Exit(1)
     summary = summarize(rows)
     markdown = render_markdown(summary, rows, settings.source, config)
-    console.print(markdown, highlight=False, markup=False)
-    if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(markdown)
-    if per_ticker:
-        per_ticker.parent.mkdir(parents=True, exist_ok=True)
-        rows.to_csv(per_ticker, index=False)
-    if readme:
-        readme.write_text(_guarded(lambda: replace_readme_section(readme.read_text(), markdown)))
+    _write_evaluation(markdown, rows, output, per_ticker, readme)
     _print_failures(fetched.failures)
 
 
@@ -491,20 +483,34 @@ def _gate_audit(
     markdown = render_audit(frame, settings.source, audit, len(specs), context.now().date().isoformat())
     if len(frame) <= 30:
         markdown += "\n" + render_per_ticker(frame)
-    console.print(markdown, highlight=False, markup=False)
     for reason in skipped:
         errors.print(f"skipped {reason}", highlight=False, markup=False)
+    _write_evaluation(markdown, frame, output, per_ticker, readme, (start_marker, end_marker))
+    _print_failures(fetched.failures)
+
+
+def _write_evaluation(
+    markdown: str,
+    rows: Any,
+    output: Path | None,
+    per_ticker: Path | None,
+    readme: Path | None,
+    markers: tuple[str, str] | None = None,
+) -> None:
+    """Print an evaluation's page and write it where asked: a file, a CSV of its rows, and the
+    README's section between ``markers`` (the forecast-quality ones by default)."""
+    from stockcast.training.evaluate import replace_readme_section
+
+    console.print(markdown, highlight=False, markup=False)
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(markdown)
     if per_ticker:
         per_ticker.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(per_ticker, index=False)
+        rows.to_csv(per_ticker, index=False)
     if readme:
-        readme.write_text(
-            _guarded(lambda: replace_readme_section(readme.read_text(), markdown, start_marker, end_marker))
-        )
-    _print_failures(fetched.failures)
+        section = (markdown, *markers) if markers else (markdown,)
+        readme.write_text(_guarded(lambda: replace_readme_section(readme.read_text(), *section)))
 
 
 @app.command("actuals")

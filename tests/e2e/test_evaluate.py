@@ -60,6 +60,8 @@ def test_the_candidate_table_has_scale_free_and_probabilistic_scores(setup):
         assert column in rows
     text = readme.read_text()
     assert "old table" not in text and "| arima |" in text and "old audit" in text
+    [naive] = [line for line in text.splitlines() if line.startswith("| naive |")]
+    assert "| n/a | n/a |" in naive  # no direction called, so none tested
 
 
 def test_the_gate_audit_scores_each_rules_pick_on_the_next_window(setup):

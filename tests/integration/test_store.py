@@ -142,3 +142,37 @@ def test_migration_files_are_named_by_their_revision(store):
         declared = re.search(r'^revision = "([^"]+)"', path.read_text(), re.MULTILINE)
         assert declared and path.name.startswith(f"{declared.group(1)}_"), path.name
     assert store.schema_revision() == head_revision()
+
+
+def test_decisions_and_forecasts_stored_before_the_gate_evidence_survive_its_migration(tmp_path):
+    """A store at revision 0005 (RMSE-only decisions) keeps its rows through 0006, whose new
+    columns stay empty for them, and 0006 can be undone."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from stockcast.store.database import MIGRATIONS_DIR
+
+    store = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0005")
+        connection.execute(
+            text(
+                "INSERT INTO promotions (decided_at, ticker, action, promoted, forced, challenger_version, "
+                "challenger_spec, reason) VALUES ('2024-01-02 00:00:00', 'AAA', 'train', 1, 0, '1', "
+                "'drift()', 'drift() RMSE 9.1366 beats naive 9.1551')"
+            )
+        )
+    store.upgrade()
+    [old] = store.load_decisions("AAA").to_dict(orient="records")
+    assert old["reason"].startswith("drift() RMSE") and old["p_value_vs_naive"] is None and old["tests"] is None
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0005")
+        assert "p_value_vs_naive" not in {
+            column["name"] for column in inspect(connection).get_columns("promotions")
+        }
+    store.dispose()

@@ -142,6 +142,11 @@ def test_the_summary_is_written_from_the_stored_forecast_the_champion_and_monito
     if pd.notna(monitored["rolling_rmse"]):
         assert facts.live_rmse == pytest.approx(monitored["rolling_rmse"])
     assert f"{latest['predicted_close']:,.2f}" in summary.text and summary.written_by == "template"
+    # The gate's p-value travels from the registry into the sentence about the champion.
+    p_value = float(champion.tags["p_value_vs_naive"])
+    assert facts.p_value_vs_naive == pytest.approx(p_value) and p_value < 0.05
+    shown = f"{p_value:.3f}" if p_value >= 0.001 else f"{p_value:.1e}"
+    assert f"it beat naive, p = {shown} (Clark-West)" in summary.text
 
     # After it closed with no newer prices, the forecast is of a day gone: low trust, and why.
     filled.set_clock(datetime.combine(latest["target_date"], datetime.min.time(), UTC) + timedelta(days=1))

@@ -77,3 +77,17 @@ def test_the_committed_env_example_is_valid(isolated_environment):
     settings = load_settings()
     assert settings.tickers == ["AAPL", "MSFT", "GOOG", "IBM"]
     assert settings.api_keys == []
+
+
+@pytest.mark.parametrize("alpha", ["0", "-0.1", "0.6", "1", "nan"])
+def test_a_promotion_alpha_outside_zero_to_a_half_is_one_line_naming_it(monkeypatch, alpha):
+    monkeypatch.setenv("STOCKCAST_PROMOTION_ALPHA", alpha)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "STOCKCAST_PROMOTION_ALPHA" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_promotion_alpha_defaults_to_five_percent_and_takes_a_half(monkeypatch):
+    assert load_settings().promotion_alpha == 0.05
+    monkeypatch.setenv("STOCKCAST_PROMOTION_ALPHA", "0.5")
+    assert load_settings().promotion_alpha == 0.5

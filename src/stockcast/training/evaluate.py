@@ -69,8 +69,11 @@ def summarize(per_ticker: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     if "msis_90" in frame:
         columns["mean_msis_90"] = grouped["msis_90"].mean()
     if "direction_p_value" in frame:
+        # A candidate that never calls a direction (naive) has no test: n/a, not 0%.
         columns["direction_significant_share"] = grouped["direction_p_value"].apply(
-            lambda p_values: float((p_values < alpha).mean())
+            lambda p_values: (
+                float((p_values.dropna() < alpha).mean()) if p_values.notna().any() else float("nan")
+            )
         )
     for level in ("50", "80"):
         if f"coverage_{level}" in frame:
@@ -80,6 +83,10 @@ def summarize(per_ticker: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
 
 def _percent(value: float) -> str:
     return "n/a" if pd.isna(value) else f"{value:.1%}"
+
+
+def _share(value: float) -> str:
+    return "n/a" if pd.isna(value) else f"{value:.0%} of tickers"
 
 
 def _ratio(value: float) -> str:
@@ -110,7 +117,7 @@ def render_markdown(
             f"| {candidate} | {row['median_rmse_vs_naive']:.4f} | {row['mean_rmse_vs_naive']:.4f} | "
             f"{row['beats_naive_share']:.0%} of tickers | {_ratio(row.get('median_rmsse', float('nan')))} | "
             f"{_ratio(row.get('mean_msis_90', float('nan')))} | {_percent(row['directional_accuracy'])} | "
-            f"{_percent(row.get('direction_significant_share', float('nan')))} of tickers | {coverage} |"
+            f"{_share(row.get('direction_significant_share', float('nan')))} | {coverage} |"
         )
     lines += [
         "",
