@@ -980,8 +980,8 @@ def models_history(ticker: Annotated[str, typer.Argument(help="Ticker symbol.")]
         )
     console.print(table)
     console.print(
-        "p: the one-sided test the gate used for the registered version (Clark-West against naive, "
-        "DM-HLN against the champion), Holm-adjusted when it was picked among several candidates.",
+        "p: the one-sided test (DM-HLN) the gate used for the registered version against naive and "
+        "against the champion, Holm-adjusted when it was picked among several candidates.",
         style="dim",
         highlight=False,
     )

@@ -67,7 +67,7 @@ def test_run_prints_a_forecast_per_ticker_and_registers_champions(first_run):
         assert float(champion.tags["rmse"]) <= float(champion.tags["naive_rmse"])
     # Every candidate was tested against naive; none serves without a passing test.
     decisions = context.store.load_decisions()
-    assert len(decisions) == 2 and decisions["tests"].str.contains("Clark-West").all()
+    assert len(decisions) == 2 and decisions["tests"].str.contains("DM-HLN").all()
     for decision in decisions.itertuples():
         if decision.challenger_spec != "naive()":
             assert decision.p_value_vs_naive < decision.alpha, decision.reason

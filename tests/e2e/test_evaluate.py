@@ -27,7 +27,7 @@ def setup(tmp_path_factory):
     folder = tmp_path_factory.mktemp("evaluate")
     bars = pd.concat(
         [
-            autocorrelated_bars(900, phi=0.3, seed=5).assign(ticker="MOM"),
+            autocorrelated_bars(900, phi=0.5, seed=5).assign(ticker="MOM"),
             autocorrelated_bars(900, phi=0.0, seed=11).assign(ticker="WALK"),
         ]
     )

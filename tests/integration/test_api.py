@@ -101,7 +101,7 @@ def test_models_show_champion_and_challenger(client, versions):
     # so; the first decision carries the test that promoted ridge.
     newest, first = aaa["decisions"][0], aaa["decisions"][-1]
     assert "no longer beats naive significantly" in newest["reason"] and newest["alpha"] == 0.05
-    assert first["test_vs_naive"] == "Clark-West" and first["p_value_vs_naive"] < 0.05
+    assert first["test_vs_naive"] == "DM-HLN" and first["p_value_vs_naive"] < 0.05
     assert client.get("/models/ZZZ").status_code == 404
 
 

@@ -106,7 +106,7 @@ def test_the_models_page_lists_the_champion_with_its_figures_and_history(filled)
     assert row["p vs naive"] == pytest.approx(float(champion.tags["p_value_vs_naive"]))
     assert row["p vs naive"] < 0.05 and row["RMSSE"] == pytest.approx(float(champion.tags["rmsse"]))
     assert list(history.value["ticker"]) == ["AAA"] and bool(history.value["promoted"].iloc[0])
-    assert history.value["test_vs_naive"].iloc[0] == "Clark-West"
+    assert history.value["test_vs_naive"].iloc[0] == "DM-HLN"
     assert history.value["p_value_vs_naive"].iloc[0] == pytest.approx(row["p vs naive"])
 
 

@@ -168,7 +168,9 @@ def test_decisions_and_forecasts_stored_before_the_gate_evidence_survive_its_mig
         )
     store.upgrade()
     [old] = store.load_decisions("AAA").to_dict(orient="records")
-    assert old["reason"].startswith("drift() RMSE") and old["p_value_vs_naive"] is None and old["tests"] is None
+    assert (
+        old["reason"].startswith("drift() RMSE") and old["p_value_vs_naive"] is None and old["tests"] is None
+    )
     with store.engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, "0005")

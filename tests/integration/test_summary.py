@@ -47,7 +47,7 @@ def good_facts(**changes: Any) -> Facts:
         backtest_rmse=1.0,
         backtest_naive_rmse=1.1,
         skill_vs_naive=0.09,
-        test_vs_naive="Clark-West",
+        test_vs_naive="DM-HLN",
         p_value_vs_naive=0.012,
         alpha=0.05,
         live_scored=20,
@@ -77,7 +77,7 @@ def test_a_model_that_checks_out_reads_as_usable_with_its_numbers():
         "90%",
         "v3, ridge",
         "9.0% better than the naive forecast",
-        "it beat naive, p = 0.012 (Clark-West)",
+        "it beat naive, p = 0.012 (DM-HLN)",
         "last 20 scored",
         "ok since 2024-02-01",
     ):
@@ -146,7 +146,7 @@ def test_the_summary_is_written_from_the_stored_forecast_the_champion_and_monito
     p_value = float(champion.tags["p_value_vs_naive"])
     assert facts.p_value_vs_naive == pytest.approx(p_value) and p_value < 0.05
     shown = f"{p_value:.3f}" if p_value >= 0.001 else f"{p_value:.1e}"
-    assert f"it beat naive, p = {shown} (Clark-West)" in summary.text
+    assert f"it beat naive, p = {shown} (DM-HLN)" in summary.text
 
     # After it closed with no newer prices, the forecast is of a day gone: low trust, and why.
     filled.set_clock(datetime.combine(latest["target_date"], datetime.min.time(), UTC) + timedelta(days=1))

@@ -46,11 +46,11 @@ def test_signal_model_becomes_champion_and_is_logged_with_lineage(context, make_
     ):
         assert champion.tags[key]
     # The gate's evidence travels with the version and into the decision table.
-    assert champion.tags["test_vs_naive"] == "Clark-West"
+    assert champion.tags["test_vs_naive"] == "DM-HLN"
     assert float(champion.tags["p_value_vs_naive"]) < 0.05
     assert float(champion.tags["alpha"]) == 0.05
     decision = context.store.load_decisions("AAA").iloc[-1]
-    assert decision["test_vs_naive"] == "Clark-West"
+    assert decision["test_vs_naive"] == "DM-HLN"
     assert decision["p_value_vs_naive"] == pytest.approx(float(champion.tags["p_value_vs_naive"]))
     assert decision["window_sessions"] == 100 and '"against": "naive"' in decision["tests"]
     import mlflow
@@ -112,7 +112,7 @@ def test_champion_is_replaced_only_by_a_model_better_by_the_margin(context, make
 
 def test_a_challenger_with_noise_level_skill_is_not_promoted_though_its_rmse_is_lower(context, make_bars):
     """A driftless random walk on which ridge scores 1% under naive by chance (Clark-West
-    p = 0.05): naive serves, and the decision records the test that said no."""
+    p = 0.05, DM-HLN higher): naive serves, and the decision records the test that said no."""
     rows = training_rows(build_features(make_bars(("AAA",), days=400, seed=31, drift=0.0)), "AAA")
     report = train_ticker(context, "AAA", rows, force=True)
     ridge = next(key for key in report.candidates if key.startswith("ridge"))
@@ -121,7 +121,7 @@ def test_a_challenger_with_noise_level_skill_is_not_promoted_though_its_rmse_is_
     assert report.decision.reason.startswith("no candidate beat naive significantly")
     decision = context.store.load_decisions("AAA").iloc[-1]
     assert decision["challenger_spec"] == "naive()" and decision["p_value_vs_naive"] is None
-    assert '"test": "Clark-West"' in decision["tests"]
+    assert '"test": "DM-HLN"' in decision["tests"]
 
 
 def test_current_champion_is_not_retrained_without_new_data(context, make_bars):

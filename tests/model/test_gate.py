@@ -21,12 +21,12 @@ def gate_on(phi: float, seed: int):
 
 def test_ar1_returns_with_a_known_coefficient_promote_a_model_that_learns_it():
     """Returns carry 0.3 of yesterday's: ARIMA and ridge can learn it; the gate promotes one
-    of them with a Holm-adjusted Clark-West p-value under alpha."""
+    of them with a Holm-adjusted DM-HLN p-value under alpha."""
     window, decision = gate_on(phi=0.3, seed=5)
     assert decision.promote
     assert decision.chosen in {default_spec("arima").key(), default_spec("ridge").key()}
     test, p_value = decision.evidence(versus_naive=True)
-    assert test == "Clark-West" and p_value is not None and p_value < 0.01
+    assert test == "DM-HLN" and p_value is not None and p_value < 0.01
     assert window.rmse(decision.chosen) < 0.97 * window.naive_rmse
 
 

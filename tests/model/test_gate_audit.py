@@ -33,7 +33,8 @@ def test_on_a_random_walk_the_gate_serves_naive_and_changes_nothing(seed):
         "AAA", labelled(autocorrelated_bars(1000, phi=0.0, seed=seed)), SPECS, BACKTEST, AUDIT
     )
     assert record["gate_choice"] == "naive()" and record["gate_next_ratio"] == 1.0
-    assert record["gate_changes_per_year"] <= record["lowest_rmse_changes_per_year"]
+    assert record["gate_changes_per_year"] <= record["gate_cw_changes_per_year"]
+    assert record["gate_cw_changes_per_year"] <= record["lowest_rmse_changes_per_year"]
     assert "naive" in record["mcs"].split()
 
 
@@ -47,10 +48,16 @@ def records_by_hand() -> pd.DataFrame:
             "gate_next_ratio": [1.0, 0.9, 1.0, 1.0],
             "gate_rolling_ratio": [1.0, 0.95, 1.0, 1.0],
             "gate_changes_per_year": [0.0, 1.0, 0.0, 0.0],
+            "gate_cw_choice": ["naive()", "ridge(alpha=10.0)", "arima(p=1,q=1)", "naive()"],
+            "gate_cw_next_ratio": [1.0, 0.9, 1.01, 1.0],
+            "gate_cw_rolling_ratio": [1.0, 0.95, 1.01, 1.0],
+            "gate_cw_changes_per_year": [0.0, 1.0, 2.0, 0.0],
             "lowest_rmse_choice": ["drift()", "ridge(alpha=10.0)", "arima(p=1,q=1)", "naive()"],
             "lowest_rmse_next_ratio": [1.03, 0.9, 1.01, 1.0],
             "lowest_rmse_rolling_ratio": [1.02, 0.95, 1.01, 1.0],
             "lowest_rmse_changes_per_year": [4.0, 2.0, 6.0, 0.0],
+            "lowest_rmse_cw_p": [0.04, 0.001, 0.03, None],
+            "lowest_rmse_dm_p": [0.4, 0.01, 0.2, None],
             "mcs_size": [3, 1, 4, 2],
             "naive_in_mcs": [True, False, True, True],
             "spa_p_value": [0.4, 0.01, 0.3, 0.9],
@@ -72,6 +79,12 @@ def test_the_summary_by_hand():
     assert old["promoted_geometric_mean_ratio"] == pytest.approx((1.03 * 0.9 * 1.01) ** (1 / 3))
     assert old["worse_than_naive_share"] == 0.25
     assert old["changes_per_ticker_year"] == 3.0
+    assert summary["gate_cw"]["promoted_share"] == 0.5
+    assert summary["evidence"] == {
+        "lowest_picks": 3.0,
+        "cw_significant_share": 1.0,
+        "dm_significant_share": pytest.approx(1 / 3),
+    }
     assert summary["bootstrap"] == {
         "mean_mcs_size": 2.5,
         "naive_in_mcs_share": 0.75,
@@ -81,8 +94,9 @@ def test_the_summary_by_hand():
 
 def test_the_audit_page_shows_both_rules_and_says_when_nothing_was_promoted():
     text = render_audit(records_by_hand(), "file:x.parquet", AUDIT, 4, "2026-11-30")
-    assert "| tickers given a non-naive champion | 25.0% | 75.0% |" in text
-    assert "| rolling: champion changes per ticker-year | 0.25 | 3.00 |" in text
+    assert "| tickers given a non-naive champion | 25.0% | 50.0% | 75.0% |" in text
+    assert "| rolling: champion changes per ticker-year | 0.25 | 0.75 | 3.00 |" in text
+    assert "with Clark-West on 100% of them and with DM-HLN on 33%" in text
     none_promoted = records_by_hand().assign(gate_choice="naive()", gate_next_ratio=1.0)
     assert "promoted no candidate" in render_audit(none_promoted, "x", AUDIT, 4, "2026-11-30")
     assert math.isnan(summarize_audit(none_promoted)["gate"]["promoted_beat_naive_next"])

@@ -235,8 +235,8 @@ def models_page() -> None:
     )
     st.caption(
         "Skill is 1 − RMSE ÷ naive RMSE on the walk-forward backtest. A model serves only when one-sided "
-        "tests on the same window say it beats the naive forecast (Clark-West, Holm-adjusted over the "
-        "candidates) and a champion that still beats naive (DM-HLN); p is the p-value the decision used. "
+        "tests (DM-HLN) on the same window say it beats the naive forecast (Holm-adjusted over the "
+        "candidates) and a champion that still beats naive; p is the p-value the decision used. "
         "RMSSE and MSIS are scaled by the naive forecast's in-sample errors, so they compare across tickers."
     )
     st.subheader("Promotion history")

@@ -165,7 +165,7 @@ class VersionSummary(BaseModel):
     )
     data_end: str | None = None
     decision_reason: str | None = None
-    test_vs_naive: str | None = Field(default=None, examples=["Clark-West"])
+    test_vs_naive: str | None = Field(default=None, examples=["DM-HLN"])
     p_value_vs_naive: float | None = Field(
         default=None, description="One-sided, Holm-adjusted when picked among several candidates."
     )

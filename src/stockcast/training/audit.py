@@ -2,8 +2,8 @@
 
 A gate is only as good as the champions it picks do on days it has not seen. Per ticker, every
 candidate is backtested walk-forward over two consecutive windows; the gate runs on the first
-and its choice is scored on the second, next to the choice of the old rule (lowest RMSE wins,
-naive included). A rolling replay over the second window re-runs each rule every
+and its choice is scored on the second, next to the choices of the same gate with Clark-West
+against naive instead of DM-HLN, and of the old rule (lowest RMSE wins, naive included). A rolling replay over the second window re-runs each rule every
 ``review_every_days`` sessions on the trailing window, as retraining would, serving its current
 choice until the next review: that counts champion changes per ticker-year and scores what
 would have been served. The Model Confidence Set (Hansen, Lunde and Nason) of the candidates on
@@ -29,12 +29,14 @@ from stockcast.training.backtest import (
     common_window,
 )
 from stockcast.training.models import ModelSpec
+from stockcast.training.significance import CLARK_WEST, DM_HLN, clark_west, diebold_mariano
 
 README_START = "<!-- gate-audit:start -->"
 README_END = "<!-- gate-audit:end -->"
 SESSIONS_PER_YEAR = 252
 WORSE_BY = 0.02  # a served champion this much worse than naive over the next window is a failure
-GATE, LOWEST = "gate", "lowest_rmse"
+GATE, GATE_CW, LOWEST = "gate", "gate_cw", "lowest_rmse"
+RULES = (GATE, GATE_CW, LOWEST)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,16 @@ def _served_ratio(window: GateWindow, served: np.ndarray) -> float:
     return float(np.sqrt(np.mean((window.actual - served) ** 2))) / window.naive_rmse
 
 
+def choose(rule: str, window: GateWindow, champion: str | None, audit: AuditConfig) -> str:
+    """The specification a rule serves after reviewing ``window`` with ``champion`` in place."""
+    if rule == LOWEST:
+        return lowest_rmse(window)
+    test = CLARK_WEST if rule == GATE_CW else DM_HLN
+    decision = decide(window, champion, audit.alpha, audit.margin, versus_naive_test=test)
+    chosen = decision.chosen if decision.promote else champion
+    return chosen or lowest_rmse(window)
+
+
 def _rolling(full: GateWindow, audit: AuditConfig, rule: str) -> tuple[float, int]:
     """(served RMSE / naive over the next window, champion changes) when the rule is re-run
     every review on the trailing gate window and its choice serves until the next review."""
@@ -79,13 +91,7 @@ def _rolling(full: GateWindow, audit: AuditConfig, rule: str) -> tuple[float, in
     champion: str | None = None
     changes = 0
     for start in range(gate, total, audit.review_every_days):
-        trailing = window_slice(full, start - gate, start)
-        if rule == GATE:
-            decision = decide(trailing, champion, audit.alpha, audit.margin)
-            chosen = decision.chosen if decision.promote and decision.chosen else champion
-        else:
-            chosen = lowest_rmse(trailing)
-        assert chosen is not None
+        chosen = choose(rule, window_slice(full, start - gate, start), champion, audit)
         changes += champion is not None and chosen != champion
         champion = chosen
         stop = min(start + audit.review_every_days, total)
@@ -124,28 +130,34 @@ def audit_ticker(
     dates = next(iter(results.values())).forecasts["date"]
     gate_window = window_slice(full, 0, audit.gate_days)
     next_window = window_slice(full, audit.gate_days, audit.gate_days + audit.next_days)
-    decision = decide(gate_window, None, audit.alpha, audit.margin)
-    chosen = decision.chosen or lowest_rmse(gate_window)
-    _, p_value = decision.evidence(versus_naive=True)
-    old = lowest_rmse(gate_window)
-    rolling_gate, changes_gate = _rolling(full, audit, GATE)
-    rolling_old, changes_old = _rolling(full, audit, LOWEST)
-    included, spa_p = _bootstrap_views(gate_window, audit, seed)
     years = audit.next_days / SESSIONS_PER_YEAR
-    return {
+    record: dict[str, Any] = {
         "ticker": ticker,
         "gate_start": dates.iloc[0].date(),
         "next_start": dates.iloc[audit.gate_days].date(),
         "next_end": dates.iloc[-1].date(),
-        "gate_choice": chosen,
-        "gate_p_value": p_value,
-        "gate_next_ratio": next_window.rmse(chosen) / next_window.naive_rmse,
-        "lowest_rmse_choice": old,
-        "lowest_rmse_next_ratio": next_window.rmse(old) / next_window.naive_rmse,
-        "gate_rolling_ratio": rolling_gate,
-        "lowest_rmse_rolling_ratio": rolling_old,
-        "gate_changes_per_year": changes_gate / years,
-        "lowest_rmse_changes_per_year": changes_old / years,
+    }
+    for rule in RULES:
+        chosen = choose(rule, gate_window, None, audit)
+        rolling_ratio, changes = _rolling(full, audit, rule)
+        record |= {
+            f"{rule}_choice": chosen,
+            f"{rule}_next_ratio": next_window.rmse(chosen) / next_window.naive_rmse,
+            f"{rule}_rolling_ratio": rolling_ratio,
+            f"{rule}_changes_per_year": changes / years,
+        }
+    lowest = record[f"{LOWEST}_choice"]
+    if not is_naive(lowest):  # the evidence both tests saw for the old rule's pick
+        naive_loss = (gate_window.actual - gate_window.naive) ** 2
+        pick_loss = (gate_window.actual - gate_window.predicted(lowest)) ** 2
+        record["lowest_rmse_dm_p"] = diebold_mariano(naive_loss, pick_loss).p_value
+        record["lowest_rmse_cw_p"] = clark_west(
+            gate_window.actual, gate_window.naive, gate_window.predicted(lowest)
+        ).p_value
+    decision = decide(gate_window, None, audit.alpha, audit.margin)
+    record["gate_p_value"] = decision.evidence(versus_naive=True)[1]
+    included, spa_p = _bootstrap_views(gate_window, audit, seed)
+    return record | {
         "mcs": " ".join(sorted(kind_of(key) for key in included)),
         "mcs_size": len(included),
         "naive_in_mcs": any(is_naive(key) for key in included),
@@ -197,7 +209,7 @@ def _geometric_mean(values: pd.Series) -> float:
 def summarize_audit(records: pd.DataFrame, alpha: float = 0.05) -> dict[str, dict[str, float]]:
     """Per rule: how often it crowned a non-naive model and how those did on the next window."""
     summary: dict[str, dict[str, float]] = {}
-    for rule in (GATE, LOWEST):
+    for rule in RULES:
         choice = records[f"{rule}_choice"]
         ratio = records[f"{rule}_next_ratio"]
         promoted = ~choice.map(is_naive)
@@ -214,6 +226,16 @@ def summarize_audit(records: pd.DataFrame, alpha: float = 0.05) -> dict[str, dic
             "rolling_worse_than_naive_share": float((records[f"{rule}_rolling_ratio"] > 1 + WORSE_BY).mean()),
             "changes_per_ticker_year": float(records[f"{rule}_changes_per_year"].mean()),
         }
+    picked = records.loc[~records[f"{LOWEST}_choice"].map(is_naive)]
+    summary["evidence"] = {
+        "lowest_picks": float(len(picked)),
+        "cw_significant_share": float((picked["lowest_rmse_cw_p"] < alpha).mean())
+        if len(picked)
+        else float("nan"),
+        "dm_significant_share": float((picked["lowest_rmse_dm_p"] < alpha).mean())
+        if len(picked)
+        else float("nan"),
+    }
     summary["bootstrap"] = {
         "mean_mcs_size": float(records["mcs_size"].mean()),
         "naive_in_mcs_share": float(records["naive_in_mcs"].mean()),
@@ -230,7 +252,7 @@ def render_audit(
     records: pd.DataFrame, source: str, audit: AuditConfig, candidates: int, produced_on: str
 ) -> str:
     summary = summarize_audit(records, audit.alpha)
-    gate, old, boot = summary[GATE], summary[LOWEST], summary["bootstrap"]
+    boot = summary["bootstrap"]
     tickers = len(records)
     first, last = records["next_start"].min(), records["next_end"].max()
     lines = [
@@ -241,8 +263,8 @@ def render_audit(
         f"review. Gate: one-sided tests at alpha = {audit.alpha:g}, Holm over the candidates, margin "
         f"{audit.margin:.1%}. Produced by `stockcast evaluate --gate-audit` on {produced_on}.",
         "",
-        "| next window | significance gate | lowest RMSE wins (old rule) |",
-        "|---|---|---|",
+        "| next window | gate (DM-HLN vs naive) | same gate, Clark-West vs naive | lowest RMSE wins (old rule) |",
+        "|---|---|---|---|",
     ]
     rows = [
         ("tickers given a non-naive champion", "promoted_share", "{:.1%}"),
@@ -259,7 +281,8 @@ def render_audit(
         ("rolling: champion changes per ticker-year", "changes_per_ticker_year", "{:.2f}"),
     ]
     for label, key, form in rows:
-        lines.append(f"| {label} | {_number(gate[key], form)} | {_number(old[key], form)} |")
+        figures = " | ".join(_number(summary[rule][key], form) for rule in RULES)
+        lines.append(f"| {label} | {figures} |")
     lines += [
         "",
         f"Bootstrap views on the gate window (arch.bootstrap, {audit.bootstrap_reps} stationary-bootstrap "
@@ -268,7 +291,16 @@ def render_audit(
         f'Hansen\'s SPA rejects "no candidate beats naive" at {audit.alpha:g} on '
         f"{boot['spa_rejects_share']:.0%} of tickers.",
     ]
-    if gate["promoted_share"] == 0:
+    evidence = summary["evidence"]
+    if evidence["lowest_picks"]:
+        lines += [
+            "",
+            f"On the {int(evidence['lowest_picks'])} tickers where the old rule crowned a non-naive model, a "
+            f"single one-sided test at {audit.alpha:g} (before Holm) called it better than naive with "
+            f"Clark-West on {evidence['cw_significant_share']:.0%} of them and with DM-HLN on "
+            f"{evidence['dm_significant_share']:.0%}.",
+        ]
+    if summary[GATE]["promoted_share"] == 0:
         lines += ["", "The gate promoted no candidate on any ticker: naive serves everywhere."]
     return "\n".join(lines) + "\n"
 
