@@ -129,3 +129,19 @@ def test_current_champion_is_not_retrained_without_new_data(context, make_bars):
     rows = training_rows(features, "AAA")
     assert train_ticker(context, "AAA", rows) is not None
     assert train_ticker(context, "AAA", rows) is None
+
+
+def test_a_window_too_short_for_a_test_decides_nothing_and_crashes_nothing(context, make_bars):
+    """20 scored sessions: the first champion is naive (no test needed); a later training keeps
+    the champion, says why, and leaves its candidate as the challenger."""
+    context.settings.backtest_days = 20
+    rows = training_rows(build_features(autocorrelated_bars(600, phi=0.6)), "AAA")
+    first = train_ticker(context, "AAA", rows, force=True)
+    assert first.decision.promote and first.spec_key == "naive()"
+    assert "window too short for a test (n = 20 < 30)" in first.decision.reason
+    kept = train_ticker(context, "AAA", rows, force=True)
+    assert not kept.decision.promote
+    assert kept.decision.reason == "kept: window too short for a test (n = 20 < 30)"
+    assert context.registry.champion("AAA").version == first.version
+    assert context.registry.by_alias("AAA", "challenger").version == kept.version
+    assert context.store.load_decisions("AAA").iloc[-1]["window_sessions"] == 20

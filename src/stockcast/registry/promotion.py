@@ -179,8 +179,8 @@ def decide(
             naive_key = next(key for key in candidates if is_naive(key))
             return Decision(
                 True,
-                f"first champion: naive, which needs no test (window too short for a test: "
-                f"n = {sessions} < {MIN_TEST_SESSIONS})",
+                f"first champion: naive, which needs no test; window too short for a test "
+                f"(n = {sessions} < {MIN_TEST_SESSIONS})",
                 naive_key,
                 alpha=alpha,
                 sessions=sessions,
