@@ -73,6 +73,9 @@ def test_batch_answers_each_ticker_or_its_error(client):
     assert results["ZZZ"]["error"]["code"] == "not_found"
     too_many = client.post("/predict/batch", json={"tickers": ["A", "B", "C", "D"]})
     assert too_many.status_code == 422 and "at most 3" in too_many.json()["message"]
+    # The contract says so, so a client following the schema is never refused for its length.
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["BatchRequest"]
+    assert schema["properties"]["tickers"]["maxItems"] == 3
 
 
 def test_predictions_are_paged_and_filtered(client):

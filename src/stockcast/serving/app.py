@@ -125,4 +125,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     for module in (health, predict, predictions, models, monitoring, jobs):
         app.include_router(module.build_router())
+    _publish_limits(app, config.batch_max_tickers)
     return app
+
+
+def _publish_limits(app: FastAPI, batch_max_tickers: int) -> None:
+    """State the deployment's batch limit in the OpenAPI contract, so a client (or a fuzzer)
+    that follows the schema is never refused for a list the schema allowed."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            tickers = generate()["components"]["schemas"]["BatchRequest"]["properties"]["tickers"]
+            tickers["maxItems"] = batch_max_tickers  # generate() keeps what it returns
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
