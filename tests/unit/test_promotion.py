@@ -148,3 +148,17 @@ def test_clark_west_calls_a_real_but_unexploitable_signal_significant_and_dm_doe
     with_cw = decide(trial, None, versus_naive_test="Clark-West")
     assert with_cw.chosen == RIDGE and with_cw.evidence(True)[0] == "Clark-West"
     assert with_dm.chosen == NAIVE and with_dm.comparisons[0].p_value > 0.05
+
+
+def test_absurd_prices_keep_the_champion_instead_of_crashing_the_training():
+    """Closes of 1e308 pass as floats, but their squared errors overflow: no test is possible."""
+    trial = window({RIDGE: 0.9})
+    absurd = GateWindow(
+        actual=trial.actual * 1e306,
+        naive=trial.naive * 1e306,
+        forecasts={RIDGE: trial.forecasts[RIDGE] * 1e306},
+    )
+    decision = decide(absurd, champion=NAIVE)
+    assert not decision.promote and decision.chosen == NAIVE
+    assert decision.reason.startswith("kept: the window's closes or forecasts are not finite")
+    assert decide(trial, champion=NAIVE).chosen == RIDGE  # the same window at sane prices

@@ -67,6 +67,14 @@ class GateWindow:
     def rmse(self, key: str) -> float:
         return float(np.sqrt(np.mean((self.actual - self.predicted(key)) ** 2)))
 
+    def finite(self) -> bool:
+        """Whether every squared error on the window is a finite number (1e308 closes are not)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return all(
+                np.isfinite((self.actual - self.predicted(key)) ** 2).all()
+                for key in [NAIVE_KEY, *self.forecasts]
+            )
+
     @property
     def naive_rmse(self) -> float:
         return float(np.sqrt(np.mean((self.actual - self.naive) ** 2)))
@@ -111,21 +119,20 @@ def _p(value: float) -> str:
 
 
 def _versus_naive(window: GateWindow, key: str, test: str = DM_HLN) -> Comparison:
-    if test == CLARK_WEST:
-        result = clark_west(window.actual, window.naive, window.predicted(key), window.horizon)
-    else:
-        naive_loss = (window.actual - window.naive) ** 2
-        result = diebold_mariano(naive_loss, (window.actual - window.predicted(key)) ** 2, window.horizon)
+    if test != CLARK_WEST:
+        return _versus(window, key, NAIVE_KEY, against="naive")
+    result = clark_west(window.actual, window.naive, window.predicted(key), window.horizon)
     statistic = None if np.isnan(result.statistic) else result.statistic
     return Comparison(key, "naive", result.test, statistic, result.p_value)
 
 
-def _versus(window: GateWindow, key: str, incumbent: str) -> Comparison:
+def _versus(window: GateWindow, key: str, incumbent: str, against: str | None = None) -> Comparison:
+    """DM-HLN: does ``key`` have a lower squared loss than ``incumbent`` on the window?"""
     incumbent_loss = (window.actual - window.predicted(incumbent)) ** 2
     candidate_loss = (window.actual - window.predicted(key)) ** 2
     result = diebold_mariano(incumbent_loss, candidate_loss, window.horizon)
     statistic = None if np.isnan(result.statistic) else result.statistic
-    return Comparison(key, incumbent, DM_HLN, statistic, result.p_value)
+    return Comparison(key, against or incumbent, DM_HLN, statistic, result.p_value)
 
 
 def _adjusted(comparisons: list[Comparison]) -> list[Comparison]:
@@ -193,6 +200,15 @@ def decide(
             sessions=sessions,
         )
 
+    if not window.finite():
+        return Decision(
+            False,
+            "kept: the window's closes or forecasts are not finite (or their squared errors overflow); "
+            "nothing can be tested on it",
+            champion,
+            alpha=alpha,
+            sessions=sessions,
+        )
     if champion is not None and not is_naive(champion) and champion not in window.forecasts:
         return Decision(
             False,
