@@ -123,12 +123,29 @@ def test_a_level_shift_is_drift_with_reports_gauges_and_a_recorded_retraining(co
     monitor(context, ["AAA"], reports=False)  # the same day again replaces its row
     assert len(context.store.load_monitoring("AAA")) == 1
 
-    before = context.registry.champion("AAA").version
+    before = context.registry.champion("AAA")
+    [first] = context.store.load_decisions("AAA").itertuples()
     retrained, failures = retrain_drifted(context, ["AAA"])
     assert not failures and [report.ticker for report in retrained] == ["AAA"]
-    decision = context.store.load_decisions("AAA").iloc[-1]
-    assert decision["trigger"] == "drift" and decision["reason"]
+    [report] = retrained
+    # The gate judged the refit against the champion it would replace, on a window that now
+    # reaches into the 40 sessions that arrived since, and promoted it: still beats naive.
+    decisions = context.store.load_decisions("AAA")
+    assert len(decisions) == 2
+    decision = decisions.iloc[-1]
+    assert (decision["action"], decision["trigger"], bool(decision["promoted"])) == ("train", "drift", True)
+    assert decision["challenger_version"] == report.version != before.version
+    assert decision["champion_version"] == before.version  # the one it was judged against
+    assert report.champion_version == report.version  # the champion after the decision
+    assert decision["challenger_spec"] == before.spec.key() == report.spec_key
+    assert decision["reason"] == report.decision.reason
+    assert decision["reason"].startswith(f"refit of the champion's {before.spec.key()} on newer data")
+    assert decision["test_vs_naive"] == "DM-HLN" and decision["p_value_vs_naive"] < decision["alpha"]
+    assert decision["window_end"] > first.window_end
+    assert decision["challenger_rmse"] < decision["naive_rmse"]
+    assert context.registry.champion("AAA").version == report.version  # the alias moved
     assert retrain_drifted(context, ["AAA"]) == ([], {})  # just retrained: waits for new days
+    assert len(context.store.load_decisions("AAA")) == 2
 
     from stockcast.serving.app import create_app
 
@@ -142,10 +159,10 @@ def test_a_level_shift_is_drift_with_reports_gauges_and_a_recorded_retraining(co
         assert 'stockcast_monitor_rmse_ratio{ticker="AAA"}' in metrics
         assert 'stockcast_last_forecast_timestamp_seconds{ticker="AAA"}' in metrics
         models = client.get("/models/AAA").json()
-        assert models["decisions"][0]["trigger"] == "drift"
-        assert (
-            models["decisions"][0]["challenger_version"] != before or not models["decisions"][0]["promoted"]
-        )
+        newest = models["decisions"][0]
+        assert (newest["trigger"], newest["promoted"]) == ("drift", True)
+        assert (newest["challenger_version"], newest["champion_version"]) == (report.version, before.version)
+        assert models["champion"]["version"] == models["served_version"] == report.version
 
 
 def test_a_steady_champion_is_ok_and_the_command_prints_it(context):
