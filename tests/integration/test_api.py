@@ -121,12 +121,27 @@ def test_rollback_needs_a_valid_key_and_takes_effect_at_once(client, versions):
     assert again.status_code == 409 and again.json()["code"] == "conflict"
 
 
-def test_a_promotion_elsewhere_is_picked_up_without_a_restart(client, context, versions):
+def test_a_promotion_elsewhere_is_picked_up_by_the_refresher_thread(context, versions):
+    """Nothing but the API's own refresher thread (STOCKCAST_CHAMPION_REFRESH_SECONDS) looks at
+    the registry again: no request, no route and no hand-made call reloads the champion here."""
+    import threading
+    import time
+
+    from stockcast.serving.app import create_app
+
     first, second = versions
-    assert client.get("/predict/AAA").json()["model"]["version"] == second
-    promote(context, "AAA", first, force=True)  # as `stockcast models promote --force` would
-    client.app.state.serving.champions.refresh()  # what the refresher thread runs periodically
-    assert client.get("/predict/AAA").json()["model"]["version"] == first
+    settings = context.settings.model_copy(update={"champion_refresh_seconds": 0.2})
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/predict/AAA").json()["model"]["version"] == second
+        assert "champion-refresher" in [thread.name for thread in threading.enumerate()]
+        promote(context, "AAA", first, force=True)  # as `stockcast models promote --force` would
+        served, deadline = second, time.monotonic() + 10  # the default interval is 30 s
+        while served != first and time.monotonic() < deadline:
+            time.sleep(0.1)
+            served = client.get("/predict/AAA").json()["model"]["version"]
+        assert served == first, "the refresher thread did not load the new champion within 10 s"
+        assert client.get("/models/AAA").json()["served_version"] == first
+        assert 'stockcast_champion_version{ticker="AAA"} ' + f"{float(first)}" in client.get("/metrics").text
 
 
 def sample_value(text: str, line_prefix: str) -> float:
