@@ -7,6 +7,7 @@ import logging
 
 from fastapi.testclient import TestClient
 from tests.e2e.test_daily_cycle import run_cli
+from tests.integration.test_production_services import _s3_keys
 from tests.services import free_port
 
 from stockcast.settings import load_settings
@@ -37,20 +38,74 @@ def test_api_keys_never_reach_the_access_log_or_the_answers(tmp_path, caplog, ca
     assert API_KEY not in repr(settings) and API_KEY not in str(settings.model_dump())
 
 
-def test_database_passwords_and_s3_secrets_stay_out_of_command_output_and_errors(tmp_path):
-    port = free_port()  # nothing listens here: the command fails, and says why without them
+def test_database_passwords_stay_out_of_command_output_and_errors(tmp_path):
+    port = free_port()  # nothing listens here: the command fails, and says why without it
     env = {
         "STOCKCAST_DATA_DIR": str(tmp_path / "data"),
         "STOCKCAST_DATABASE_URL": f"postgresql+psycopg://stockcast:{PASSWORD}@127.0.0.1:{port}/stockcast",
-        "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
-        "AWS_ACCESS_KEY_ID": "stockcast-test",
+        "STOCKCAST_DATABASE_TIMEOUT_SECONDS": "1",  # refused at once; no need to keep trying
     }
     for command in (["db", "current"], ["db", "upgrade", "--no-mlflow"], ["models", "list"]):
         result = run_cli(*command, env=env)
         assert result.returncode != 0
         output = result.stdout + result.stderr
-        assert "error" in output.lower()
-        assert PASSWORD not in output and AWS_SECRET not in output, command
+        assert "error" in output.lower() and str(port) in output, command
+        assert PASSWORD not in output, command
+
+
+def _files_holding(folder, secret: str) -> list[str]:
+    return [
+        str(path) for path in folder.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()
+    ]
+
+
+def test_s3_credentials_stay_out_of_output_logs_and_artifacts_while_writing_to_s3(s3_server, tmp_path):
+    """Ingestion and the feature table really written to moto's S3 server with these
+    credentials (the only ones the commands can find), verbose logging on; neither the output,
+    nor a file stockcast keeps, nor an object it wrote holds the secret. With the endpoint down
+    the command fails, and its reason names the store, not the credentials."""
+    import boto3
+    from tests.services import ACCESS_KEY, SECRET_KEY
+
+    bucket = s3_server.create_bucket()
+    env = {
+        "STOCKCAST_DATA_DIR": str(tmp_path / "data"),
+        "STOCKCAST_SOURCE": "sample",
+        "STOCKCAST_START_DATE": "2012-01-01",
+        "STOCKCAST_TICKERS": "IBM",
+        "STOCKCAST_ARTIFACT_ROOT": f"s3://{bucket}/stockcast",
+        "STOCKCAST_S3_ENDPOINT_URL": s3_server.endpoint,
+        "AWS_ACCESS_KEY_ID": "stockcast-secrets-test",
+        "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+    }
+    outputs = []
+    for command in (["--verbose", "ingest"], ["--verbose", "features"]):
+        result = run_cli(*command, env=env)
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout + result.stderr)
+    assert "raw batch kept at s3://" in outputs[0]
+
+    keys = _s3_keys(s3_server, bucket)
+    assert [key for key in keys if key.startswith("stockcast/raw/prices/")], keys
+    assert [key for key in keys if key.startswith("stockcast/features/")], keys
+    client = boto3.client(
+        "s3", endpoint_url=s3_server.endpoint, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY
+    )
+    for key in keys:
+        assert AWS_SECRET.encode() not in client.get_object(Bucket=bucket, Key=key)["Body"].read(), key
+    assert not _files_holding(tmp_path / "data", AWS_SECRET)
+
+    nowhere = f"http://127.0.0.1:{free_port()}"  # refused at once: botocore need not retry
+    down = run_cli(
+        "--verbose", "ingest", env={**env, "STOCKCAST_S3_ENDPOINT_URL": nowhere, "AWS_MAX_ATTEMPTS": "1"}
+    )
+    assert down.returncode == 1 and f"artifact store s3://{bucket}/stockcast unavailable" in down.stderr
+    outputs.append(down.stdout + down.stderr)
+    for output in outputs:
+        assert AWS_SECRET not in output
 
 
 def test_db_commands_show_the_database_with_its_password_hidden(postgres_server, tmp_path):
