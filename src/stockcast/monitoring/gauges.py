@@ -46,12 +46,20 @@ class MonitoringCollector(Collector):
         self.last_forecasts = last_forecasts
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        readable = GaugeMetricFamily(
+            "stockcast_monitor_store_up",
+            "1 when the monitoring figures could be read from the store, 0 when not (the other "
+            "monitoring gauges are then missing, and so would their alerts be).",
+        )
         try:
             latest = self.latest()
             last_forecasts = self.last_forecasts() if self.last_forecasts is not None else None
+            readable.add_metric([], 1.0)
         except Exception as error:  # a scrape must not fail because the store is briefly away
             log.warning("monitoring gauges unavailable: %s", error)
             latest, last_forecasts = pd.DataFrame(), None
+            readable.add_metric([], 0.0)
+        yield readable
         status = GaugeMetricFamily(
             "stockcast_monitor_status", "Drift status: -1 unknown, 0 ok, 1 watch, 2 drift.", labels=["ticker"]
         )
