@@ -38,7 +38,7 @@ run: install ## Run one daily cycle on the embedded defaults and print the forec
 	$(BIN)/stockcast run
 
 test: install-dev ## Run the whole test suite
-	bash scripts/test-services.sh postgresql redis-server prometheus prometheus-pushgateway chromium
+	bash scripts/test-services.sh postgresql redis-server prometheus prometheus-pushgateway prometheus-alertmanager chromium
 	$(BIN)/python -m pytest -p no:cacheprovider --cov --cov-report=term --cov-fail-under=85 $(PYTEST_ARGS)
 
 soak: install-dev ## Long runs: fuzzing with 500 requests per route and key mode, 60 s of load
