@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
@@ -299,6 +301,129 @@ def test_a_forecast_that_cannot_be_logged_is_not_served(client, context):
     assert batch.status_code == 503
     assert len(context.store.load_forecasts(ticker="AAA")) == 1
     assert client.get("/predict/AAA").status_code == 200
+
+
+def _what_if(client, prices_json: str, **headers):
+    """POST /predict with the prices as written (json.dumps cannot spell 1.7976931348623157e308
+    apart from Python's float, and 1.8e308 reads back as infinity)."""
+    return client.post(
+        "/predict",
+        content=f'{{"ticker": "AAA", "recent_prices": {prices_json}}}',
+        headers={"content-type": "application/json", **headers},
+    )
+
+
+def test_what_if_prices_must_be_plausible(client, context):
+    """Issue 19: absurd but positive closes were a 503 'could not be logged' (infinite features)
+    with nothing in the log, or a 200 whose upper bound or forecast was null."""
+    from stockcast.serving.schemas import MAX_PRICE, MAX_RECENT_PRICES, MIN_PRICE
+
+    absurd = {
+        "subnormal and the largest float": "[" + ", ".join(["5e-324", "1.7976931348623157e308"] * 30) + "]",
+        "the largest float": "[" + ", ".join(["1.7976931348623157e308"] * 60) + "]",
+        "1e308": "[" + ", ".join(["1e308"] * 60) + "]",
+        "1e200 then 1e-200": "[" + ", ".join(["1e200", "1e-200"] * 30) + "]",
+        "just above the bound": "[" + ", ".join([repr(MAX_PRICE * 1.01)] * 60) + "]",
+        "just below the bound": "[" + ", ".join([repr(MIN_PRICE * 0.99)] * 60) + "]",
+        "too many": "[" + ", ".join(["100.0"] * (MAX_RECENT_PRICES + 1)) + "]",
+    }
+    for case, prices in absurd.items():
+        refused = _what_if(client, prices)
+        assert refused.status_code == 422, (case, refused.text)
+        assert refused.json()["code"] == "invalid_request" and "recent_prices" in refused.json()["message"]
+    assert "less than or equal to 1000000000" in _what_if(client, absurd["the largest float"]).text
+    assert context.store.load_forecasts(ticker="AAA").empty  # none of them logged
+
+    # The contract says so: a client (or a fuzzer) following the schema sends plausible closes.
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["ForecastRequest"]
+    prices = schema["properties"]["recent_prices"]["anyOf"][0]
+    assert prices["items"] == {"type": "number", "minimum": MIN_PRICE, "maximum": MAX_PRICE}
+    assert (
+        prices["maxItems"] == MAX_RECENT_PRICES
+        and "1,000,000,000" in schema["properties"]["recent_prices"]["description"]
+    )
+
+    # The extremes of the bound, alternating: answered with finite numbers throughout.
+    extremes = _what_if(client, json.dumps([MIN_PRICE, MAX_PRICE] * 30))
+    assert extremes.status_code == 200, extremes.text
+    answer = extremes.json()
+    bounds = [answer["predicted_close"], answer["interval"]["lower"], answer["interval"]["upper"]]
+    bounds += [value for each in answer["intervals"] for value in (each["lower"], each["upper"])]
+    assert all(isinstance(value, float) and math.isfinite(value) for value in bounds), answer
+
+
+def test_a_forecast_that_is_not_a_finite_number_is_neither_served_nor_logged(client, context, monkeypatch):
+    """Whatever the closes, a model can still overflow: a forecast or an interval bound that is
+    not a finite number is a 422 naming it for a what-if (the posted closes did it), a 503 for
+    the online features (the server's data or model did), and never logged."""
+    state = client.app.state.serving
+    forecaster = state.champions.get("AAA").model.forecaster
+    closes = json.dumps([50.0 + 0.1 * day for day in range(60)])
+    assert _what_if(client, closes).status_code == 200
+    assert state.join_warm_up()
+    logged = len(context.store.load_forecasts(ticker="AAA"))
+
+    def log_return(value: float):
+        return lambda rows: np.full(len(rows), value)
+
+    with monkeypatch.context() as patch:  # undone before the API's shutdown snapshot pickles it
+        # A log return past float range: every price is infinite.
+        patch.setattr(forecaster, "predict", log_return(800.0), raising=False)
+        overflowing = _what_if(client, closes)
+        assert overflowing.status_code == 422 and overflowing.json()["code"] == "invalid_request"
+        assert "not a finite number" in overflowing.json()["message"]
+        assert "predicted_close" in overflowing.json()["message"]
+        state.forecasts._entries.clear()  # the kept forecast was made before the model broke
+        online = client.get("/predict/AAA")
+        assert online.status_code == 503 and "not a finite number" in online.json()["message"]
+        assert "from its online features" in online.json()["message"]
+
+        # The point forecast just inside float range, upper bounds past it (issue 19's null).
+        patch.setattr(
+            forecaster, "predict", log_return(np.log(1.7975e308 / (50.0 + 0.1 * 59))), raising=False
+        )
+        upper_only = _what_if(client, closes)
+        assert upper_only.status_code == 422, upper_only.text
+        message = upper_only.json()["message"]
+        assert "interval.upper" in message and "intervals[0.9].upper" in message
+        assert "predicted_close" not in message and "interval.lower" not in message
+    assert len(context.store.load_forecasts(ticker="AAA")) == logged
+
+
+def test_server_errors_are_logged_with_their_cause_and_request_id(client, context, caplog, monkeypatch):
+    """Issue 19: a 503 'could not be logged' left nothing in the server log to say why."""
+    from sqlalchemy import text
+
+    caplog.set_level(logging.ERROR, logger="stockcast.serving")
+    with context.store.engine.begin() as connection:
+        connection.execute(text("ALTER TABLE forecasts RENAME TO forecasts_away"))
+    try:
+        refused = client.get("/predict/AAA", headers={"X-Request-ID": "trace-503"})
+    finally:
+        with context.store.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE forecasts_away RENAME TO forecasts"))
+    assert refused.status_code == 503
+    [record] = [record for record in caplog.records if "trace-503" in record.getMessage()]
+    line = record.getMessage()
+    assert "GET /predict/AAA answered 503" in line and "could not be logged" in line
+    assert "no such table: forecasts" in line and record.fields["request_id"] == "trace-503"
+
+    # An error nobody expected: 500 in the usual shape, the traceback and request id logged.
+    from stockcast.serving.routes import models as models_routes
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the registry answered nonsense")
+
+    monkeypatch.setattr(models_routes, "_ticker_models", broken)
+    caplog.clear()
+    unexpected = TestClient(client.app, raise_server_exceptions=False).get(
+        "/models/AAA", headers={"X-Request-ID": "trace-500"}
+    )
+    assert unexpected.status_code == 500 and unexpected.json()["code"] == "internal_error"
+    assert unexpected.json()["details"] == {"request_id": "trace-500"}
+    assert "the registry answered nonsense" not in unexpected.text  # the cause stays in the log
+    [record] = [record for record in caplog.records if "trace-500" in record.getMessage()]
+    assert "RuntimeError: the registry answered nonsense" in record.getMessage() and record.exc_info
 
 
 def test_newly_materialized_features_are_served_within_the_refresh_window(client, context):

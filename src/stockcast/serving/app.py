@@ -23,6 +23,7 @@ ERROR_CODES = {
     409: "conflict",
     422: "invalid_request",
     429: "rate_limited",
+    500: "internal_error",
     503: "unavailable",
 }
 
@@ -34,10 +35,51 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _cause(error: BaseException | None) -> str:
+    """What went wrong underneath, in one line (a database error's first line, not its SQL)."""
+    if error is None:
+        return ""
+    lines = str(error).strip().splitlines()
+    return f"; cause: {type(error).__name__}: {lines[0][:500] if lines else ''}"
+
+
+def _log_server_error(request: Request, status: int, message: str, error: BaseException) -> None:
+    """Every 5xx leaves its cause in the log, with the request id the client was given; an
+    unexpected error (500) with its traceback."""
+    request_id = request.scope.get("state", {}).get("request_id", "-")
+    unexpected = status == 500
+    cause = error if unexpected else error.__cause__ or error.__context__
+    log.error(
+        "%s %s answered %d (request id %s): %s%s",
+        request.method,
+        request.url.path,
+        status,
+        request_id,
+        message,
+        _cause(cause),
+        exc_info=error if unexpected else None,
+        extra={"fields": {"request_id": request_id, "status": status, "path": request.url.path}},
+    )
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        if error.status_code >= 500:
+            _log_server_error(request, error.status_code, str(error.detail), error)
         return error_response(error.status_code, str(error.detail), headers=getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
+        # Starlette answers this outside the request middleware (no X-Request-ID header on the
+        # answer), so the body carries the id to quote.
+        _log_server_error(request, 500, "unexpected error", error)
+        request_id = request.scope.get("state", {}).get("request_id")
+        return error_response(
+            500,
+            f"internal error (request id {request_id}); the cause is in the server log",
+            details={"request_id": request_id},
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -17,6 +17,7 @@ kept forecast, so the next request reads itself and answers with why.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 import uuid
@@ -47,6 +48,21 @@ class Prepared:
     forecast: Forecast
     features: dict[str, float]
     fetched_at: float
+
+    def not_finite(self) -> list[str]:
+        """The parts of the forecast (and the features it was made from) that are not finite
+        numbers: such a forecast is neither served nor logged (JSON has no infinity, and a
+        bound of null or a price past float range answers nothing)."""
+        forecast = self.forecast
+        parts = {
+            "predicted_close": forecast.predicted_close,
+            "interval.lower": forecast.lower,
+            "interval.upper": forecast.upper,
+        }
+        for level, lower, upper in forecast.intervals:
+            parts |= {f"intervals[{level:g}].lower": lower, f"intervals[{level:g}].upper": upper}
+        parts |= {f"features.{name}": value for name, value in self.features.items()}
+        return [name for name, value in parts.items() if not math.isfinite(value)]
 
 
 class ForecastCache:
@@ -139,6 +155,13 @@ class ForecastCache:
             features=feature_values(row),
             fetched_at=fetched_at,
         )
+        broken = prepared.not_finite()
+        if broken:  # the stored features or the model are at fault, not the request
+            raise HTTPException(
+                503,
+                f"{ticker}'s champion (version {loaded.version}) made a forecast that is not a finite "
+                f"number from its online features ({', '.join(broken)}); it is not served",
+            )
         with self._lock:
             # Older versions' entries go: a rolled-back-to version is recomputed when it returns.
             self._entries = {key: value for key, value in self._entries.items() if key[0] != ticker}
@@ -206,11 +229,19 @@ def what_if(state: ServingState, ticker: str, loaded: LoadedChampion, closes: li
     from stockcast.forecasting.predict import feature_values, make_forecast
 
     row = what_if_features(ticker, closes, online_features(state, ticker)["date"].date())
-    return Prepared(
+    prepared = Prepared(
         forecast=make_forecast(ticker, row, loaded.model, loaded.name, loaded.version),
         features=feature_values(row),
         fetched_at=time.monotonic(),
     )
+    broken = prepared.not_finite()
+    if broken:
+        raise HTTPException(
+            422,
+            f"recent_prices: {ticker}'s champion (version {loaded.version}) turns these closes into a "
+            f"forecast that is not a finite number ({', '.join(broken)}); it is neither served nor logged",
+        )
+    return prepared
 
 
 def _records(prepared: Sequence[Prepared], origin: str) -> list[dict[str, Any]]:

@@ -59,26 +59,40 @@ class ForecastResponse(BaseModel):
     request_id: str
 
 
+# What a posted close may be, in the ticker's own currency: from sub-penny shares to well past
+# the dearest one listed (BRK-A, under 1e6). Outside this, a close is a typo or a probe, and
+# closes near float limits overflow the features or the forecast (issue 19).
+MIN_PRICE = 1e-6
+MAX_PRICE = 1e9
+# Sessions a what-if may post: about four years, well inside every exchange calendar.
+MAX_RECENT_PRICES = 1000
+PRICE_RANGE = f"{MIN_PRICE:.6f} to {MAX_PRICE:,.0f}"
+Price = Annotated[float, Field(ge=MIN_PRICE, le=MAX_PRICE, allow_inf_nan=False)]
+
+
 class ForecastRequest(BaseModel):
     ticker: str = Field(examples=["AAPL"], min_length=1, max_length=32)
-    recent_prices: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]] | None = Field(
+    recent_prices: list[Price] | None = Field(
         default=None,
         min_length=MIN_HISTORY,
+        max_length=MAX_RECENT_PRICES,
         description=(
-            f"What-if: the most recent closes, oldest first (at least {MIN_HISTORY}); features are "
-            "computed from them by the same code as training, ending at the ticker's current as-of date."
+            f"What-if: the most recent closes, oldest first ({MIN_HISTORY} to {MAX_RECENT_PRICES} of them), "
+            f"each from {PRICE_RANGE}; features are computed from them by the same code "
+            "as training, ending at the ticker's current as-of date. Closes the champion turns into a "
+            "forecast or interval that is not a finite number are refused (422, naming it)."
         ),
     )
 
     @field_validator("recent_prices")
     @classmethod
-    def _enough_positive_prices(cls, prices: list[float] | None) -> list[float] | None:
+    def _enough_plausible_prices(cls, prices: list[float] | None) -> list[float] | None:
         if prices is None:
             return None
         if len(prices) < MIN_HISTORY:
             raise ValueError(f"recent_prices needs at least {MIN_HISTORY} closes, got {len(prices)}")
-        if any(not 0 < price < float("inf") for price in prices):
-            raise ValueError("recent_prices must all be positive, finite numbers")
+        if any(not MIN_PRICE <= price <= MAX_PRICE for price in prices):
+            raise ValueError(f"recent_prices must each be from {PRICE_RANGE}")
         return prices
 
 
