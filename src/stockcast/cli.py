@@ -793,6 +793,41 @@ def serve(
     )
 
 
+def _run_forwarding_signals(command: list[str], grace_seconds: float = 10.0) -> int:
+    """Run ``command`` as a child and wait for it; SIGTERM and SIGINT sent to this process are
+    passed on, so stopping the command stops what it started (a child still running
+    ``grace_seconds`` later is killed). Returns the child's exit code, 128 + N when signal N
+    ended it, as a shell reports it."""
+    import signal
+    import threading
+
+    child: subprocess.Popen[bytes] | None = None
+    asked: list[int] = []  # signals received, in order
+    deadline: list[threading.Timer] = []
+
+    def forward(signum: int, _frame: Any) -> None:
+        asked.append(signum)
+        if child is not None:
+            child.send_signal(signum)  # nothing when it has already ended
+            if not deadline:
+                deadline.append(threading.Timer(grace_seconds, child.kill))
+                deadline[0].daemon = True
+                deadline[0].start()
+
+    previous = {each: signal.signal(each, forward) for each in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        child = subprocess.Popen(command)  # noqa: S603 - our interpreter and our script
+        if asked:  # a stop that came while the child was starting
+            forward(asked.pop(), None)
+        code = child.wait()
+    finally:
+        for each, handler in previous.items():
+            signal.signal(each, handler)
+        for timer in deadline:
+            timer.cancel()
+    return code if code >= 0 else 128 - code
+
+
 @app.command()
 def dashboard(
     host: Annotated[
@@ -818,7 +853,7 @@ def dashboard(
         "--global.developmentMode=false",
         "--client.toolbarMode=minimal",
     ]
-    raise typer.Exit(subprocess.call(command))  # noqa: S603 - our interpreter and our script
+    raise typer.Exit(_run_forwarding_signals(command))
 
 
 def _promoted_at(decisions: Any, ticker: str, version: str) -> str:
