@@ -397,6 +397,7 @@ def evaluate(
         _gate_audit(tickers, source, output, readme, per_ticker, section or "gate-audit", workers)
         return
 
+    from stockcast.lifecycle.train import backtest_config
     from stockcast.training.evaluate import (
         evaluate_candidates,
         render_markdown,
@@ -404,7 +405,6 @@ def evaluate(
         summarize,
     )
     from stockcast.training.models import default_spec
-    from stockcast.training.train import backtest_config
 
     if readme:  # refused before minutes of backtests, not after
         _guarded(lambda: replace_readme_section(readme.read_text(), ""))
@@ -441,10 +441,10 @@ def _gate_audit(
     import os
     from datetime import date
 
-    from stockcast.training.audit import AuditConfig, audit_many, render_audit, render_per_ticker
+    from stockcast.lifecycle.audit import AuditConfig, audit_many, render_audit, render_per_ticker
+    from stockcast.lifecycle.train import backtest_config
     from stockcast.training.evaluate import replace_readme_section
     from stockcast.training.models import default_spec
-    from stockcast.training.train import backtest_config
 
     start_marker, end_marker = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
     if readme:  # refused before minutes of backtests, not after
@@ -1039,7 +1039,7 @@ def models_promote(
     force: Annotated[bool, typer.Option(help="Skip the gate; recorded as forced.")] = False,
 ) -> None:
     """Make a version champion if it beats the champion and naive on today's window."""
-    from stockcast.registry.champion import promote
+    from stockcast.lifecycle.promote import promote
 
     context = _guarded(_context)
     decision = _guarded(lambda: promote(context, ticker.upper(), version, force=force))

@@ -59,8 +59,7 @@ class Context:
 
     @cached_property
     def feature_store(self) -> FeatureStoreAdapter:
-        from stockcast.features.feature_store import FeatureStoreAdapter, OfflineMirror
-        from stockcast.features.offline import OFFLINE_TABLE_KEY
+        from stockcast.features.feature_store import OFFLINE_TABLE_KEY, FeatureStoreAdapter, OfflineMirror
 
         if self.artifacts.is_local:
             return FeatureStoreAdapter(self.settings, self.artifacts.url(OFFLINE_TABLE_KEY))
@@ -72,7 +71,7 @@ class Context:
 
     @cached_property
     def source(self) -> PriceSource:
-        from stockcast.ingest.sources import make_source
+        from stockcast.ingest.factory import make_source
 
         return make_source(
             self.settings.source,

@@ -22,11 +22,11 @@ from stockcast.forecasting.predict import (
     online_row,
 )
 from stockcast.ingest.ingest import IngestReport, ingest
+from stockcast.lifecycle.distributed import compute_many
+from stockcast.lifecycle.train import TrainingPlan, TrainingReport, finish_training, plan_training
 from stockcast.monitoring.actuals import ActualsReport, fill_actuals
 from stockcast.monitoring.monitor import TickerHealth, drifted, monitor
 from stockcast.training.backtest import NotEnoughHistoryError
-from stockcast.training.distributed import compute_many
-from stockcast.training.train import TrainingPlan, TrainingReport, finish_training, plan_training
 
 log = logging.getLogger(__name__)
 Step = Callable[[str], None]

@@ -73,7 +73,7 @@ def version_summary(version: RegisteredVersion | None) -> dict[str, Any] | None:
 
 
 def _level_key(tags: dict[str, str]) -> str:
-    from stockcast.training.intervals import level_key
+    from stockcast.modeling.intervals import level_key
 
     level = _number(tags, "level")
     return level_key(level) if level is not None else "90"

@@ -15,8 +15,8 @@ from tests.series import autocorrelated_bars, regime_flip_bars
 
 from stockcast.context import Context
 from stockcast.features.offline import refresh_feature_store
+from stockcast.lifecycle.promote import promote
 from stockcast.pipeline import train_many
-from stockcast.registry.champion import promote
 from stockcast.settings import load_settings
 
 KEY = "k-0123456789abcdef-test"

@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 from stockcast.cli import app
 from stockcast.context import Context
 from stockcast.features.offline import refresh_feature_store
+from stockcast.lifecycle.promote import promote
 from stockcast.pipeline import train_many
-from stockcast.registry.champion import promote, rollback
+from stockcast.registry.champion import rollback
 from stockcast.settings import load_settings
 
 FAST = {"backtest_days": 100, "min_train_days": 150, "refit_every_days": 50, "models": "naive,ridge"}

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from stockcast.context import Context
 from stockcast.features.build import FEATURE_COLUMNS, MIN_HISTORY, build_features
-from stockcast.features.feature_store import TIMESTAMP_FIELD, VIEW_FIELDS, offline_frame
-from stockcast.features.offline import OFFLINE_TABLE_KEY, historical_training_rows, refresh_feature_store
+from stockcast.features.feature_store import OFFLINE_TABLE_KEY, TIMESTAMP_FIELD, VIEW_FIELDS, offline_frame
+from stockcast.features.offline import historical_training_rows, refresh_feature_store
 from stockcast.pipeline import train_many
 from stockcast.settings import load_settings
 

@@ -13,11 +13,11 @@ from tests.series import autocorrelated_bars
 
 from stockcast.context import Context
 from stockcast.features.offline import refresh_feature_store
+from stockcast.lifecycle.promote import promote
 from stockcast.monitoring.actuals import fill_actuals
 from stockcast.monitoring.monitor import monitor
 from stockcast.monitoring.reports import report_prefix
 from stockcast.pipeline import retrain_drifted, train_many
-from stockcast.registry.champion import promote
 from stockcast.settings import load_settings
 
 SETTINGS = {"backtest_days": 100, "min_train_days": 150, "refit_every_days": 50, "models": "naive,ridge"}

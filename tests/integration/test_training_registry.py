@@ -9,8 +9,8 @@ from stockcast.context import Context
 from stockcast.features.build import build_features
 from stockcast.features.offline import latest_row, training_rows
 from stockcast.forecasting.predict import make_forecast
+from stockcast.lifecycle.train import train_ticker
 from stockcast.settings import load_settings
-from stockcast.training.train import train_ticker
 
 FAST = {
     "backtest_days": 100,

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from tests.series import autocorrelated_bars, labelled
 
-from stockcast.training.audit import AuditConfig, audit_ticker, render_audit, summarize_audit
+from stockcast.lifecycle.audit import AuditConfig, audit_ticker, render_audit, summarize_audit
 from stockcast.training.backtest import BacktestConfig
 from stockcast.training.models import default_spec
 

@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 from tests.series import labelled
 
+from stockcast.modeling.intervals import conformal_quantile
+from stockcast.modeling.specs import ModelSpec
 from stockcast.training import backtest as backtest_module
 from stockcast.training.backtest import (
     BacktestConfig,
@@ -17,8 +19,7 @@ from stockcast.training.backtest import (
     best_candidate,
     walk_forward,
 )
-from stockcast.training.intervals import conformal_quantile
-from stockcast.training.models import ModelSpec, NaiveForecaster, default_spec
+from stockcast.training.models import NaiveForecaster, default_spec
 
 
 class SpyForecaster(NaiveForecaster):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stockcast.registry.promotion import GateWindow, decide, should_promote
+from stockcast.modeling.gate import GateWindow
+from stockcast.registry.promotion import decide, should_promote
 
 NAIVE, DRIFT, RIDGE, FOREST = "naive()", "drift()", "ridge(alpha=10.0)", "random_forest(max_depth=5)"
 

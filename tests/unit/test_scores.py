@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stockcast.training.intervals import (
+from stockcast.modeling.intervals import (
     DEFAULT_LEVELS,
     conformal_quantile,
     equal_tailed_quantiles,

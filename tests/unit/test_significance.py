@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from stockcast.training.significance import (
+from stockcast.modeling.significance import (
     clark_west,
     diebold_mariano,
     holm,

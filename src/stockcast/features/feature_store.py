@@ -37,6 +37,8 @@ ENTITY = "ticker"
 FEATURE_VIEW = "daily_features"
 FEATURE_SERVICE = "next_close"
 TIMESTAMP_FIELD = "event_timestamp"
+# Where the offline table Feast reads lives in the artifact store.
+OFFLINE_TABLE_KEY = "features/daily_features.parquet"
 # A trading day's features stay valid through long weekends and short market closures.
 TTL = timedelta(days=7)
 VIEW_FIELDS = ["close", *FEATURE_COLUMNS]

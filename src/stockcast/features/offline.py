@@ -9,9 +9,7 @@ import pandas as pd
 
 from stockcast.context import Context
 from stockcast.features.build import FEATURE_COLUMNS, TARGET_COLUMN, add_target, build_features, complete_rows
-from stockcast.features.feature_store import TIMESTAMP_FIELD, Materialized, offline_frame
-
-OFFLINE_TABLE_KEY = "features/daily_features.parquet"
+from stockcast.features.feature_store import OFFLINE_TABLE_KEY, TIMESTAMP_FIELD, Materialized, offline_frame
 
 
 @dataclass(frozen=True)

@@ -95,8 +95,8 @@ def make_forecast(ticker: str, row: pd.Series, model: Any, model_name: str, mode
     """Apply a packaged model (``ForecastModel``) to one complete feature row."""
     # Imported here: a served ``Forecast`` unpickles without MLflow or the exchange calendars.
     from stockcast.calendars import next_session
+    from stockcast.modeling.intervals import level_key
     from stockcast.registry.pyfunc_model import INPUT_COLUMNS, bounds_of, forecast_frame
-    from stockcast.training.intervals import level_key
 
     frame = pd.DataFrame([row[INPUT_COLUMNS].astype(float).to_numpy()], columns=INPUT_COLUMNS)
     bounds = bounds_of(model)

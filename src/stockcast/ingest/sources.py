@@ -1,4 +1,5 @@
-"""Where daily bars come from: Yahoo, the bundled sample, or a file; ``auto`` picks for you.
+"""Where daily bars come from: Yahoo (``yahoo.py``), the bundled sample, or a file; ``auto``
+picks for you. ``factory.make_source`` builds the source a setting names.
 
 Each source returns a ``Fetched``: the canonical bars (see ``bars.py``) plus the tickers it
 could not deliver, each with a reason a person can act on.
@@ -172,24 +173,6 @@ class AutoSource:
         return fetched
 
 
-def make_source(
-    spec: str, *, timeout_seconds: float = 20.0, retries: int = 2, cache_dir: str | None = None
-) -> PriceSource:
-    """Build the source a setting names: ``auto``, ``yahoo``, ``sample`` or ``file:<where>``."""
-    if spec == "sample":
-        return SampleSource()
-    if spec.startswith("file:"):
-        return FileSource(spec.removeprefix("file:"))
-    from stockcast.ingest.yahoo import YahooSource
-
-    yahoo = YahooSource(timeout_seconds=timeout_seconds, retries=retries, cache_dir=cache_dir)
-    if spec == "yahoo":
-        return yahoo
-    if spec == "auto":
-        return AutoSource(yahoo, SampleSource())
-    raise ValueError(f"unknown price source {spec!r}")
-
-
 __all__ = [
     "AutoSource",
     "Fetched",
@@ -198,6 +181,5 @@ __all__ = [
     "SampleSource",
     "SourceUnavailableError",
     "empty_bars",
-    "make_source",
     "split_adjust_from_raw",
 ]

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stockcast.training.intervals import level_key
+from stockcast.modeling.intervals import level_key
+from stockcast.modeling.significance import pesaran_timmermann
 from stockcast.training.metrics import insample_naive_scales, interval_scores
-from stockcast.training.significance import pesaran_timmermann
 
 
 def _bounds(row: Any) -> dict[float, tuple[float, float]]:

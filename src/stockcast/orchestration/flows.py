@@ -58,7 +58,7 @@ def _prices_fingerprint(task_context: Any, parameters: dict[str, Any]) -> str:
     from pathlib import Path
 
     from stockcast.features import build
-    from stockcast.features.offline import OFFLINE_TABLE_KEY
+    from stockcast.features.feature_store import OFFLINE_TABLE_KEY
 
     context = current_context()
     settings = context.settings

@@ -3,17 +3,17 @@
 Every path decides with the one gate (``promotion.decide``) on scores from the same
 out-of-sample window, moves the alias only after the decision, and records the decision in the
 relational store so ``stockcast models history`` can say which version served when, and why.
+Training and an operator's promote reach ``apply_decision`` through ``stockcast.lifecycle``,
+which scores the window; rollback needs no scores and lives here.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 
 from stockcast.context import Context
+from stockcast.modeling.gate import Decision, GateWindow
 from stockcast.registry.mlflow_registry import CHALLENGER, CHAMPION, RegisteredVersion
-from stockcast.registry.promotion import Decision, GateWindow, should_promote
 
 
 def decision_tags(decision: Decision, spec_key: str) -> dict[str, str]:
@@ -80,51 +80,6 @@ def apply_decision(
             "tests": decision.tests_json() if decision.comparisons else None,
         }
     )
-
-
-def _score_on_common_window(context: Context, ticker: str, specs: list[Any]) -> dict[str, Any]:
-    from stockcast.features.offline import historical_training_rows
-    from stockcast.training.train import backtest_config, run_backtests
-
-    rows = historical_training_rows(context, [ticker]).get(ticker)
-    if rows is None:
-        raise LookupError(f"no features for {ticker}; run `stockcast features`")
-    return run_backtests(rows, specs, backtest_config(context), context.settings.random_seed)
-
-
-def promote(context: Context, ticker: str, version: str, force: bool = False) -> Decision:
-    """Make ``version`` champion if the gate agrees on today's window (or when forced)."""
-    from mlflow.exceptions import MlflowException
-
-    from stockcast.training.backtest import common_window
-    from stockcast.training.models import default_spec
-
-    registry = context.registry
-    try:
-        challenger = registry.version(ticker, version)
-    except MlflowException as error:
-        raise LookupError(f"{ticker} has no registered version {version}") from error
-    champion = registry.champion(ticker)
-    if champion is not None and champion.version == challenger.version:
-        return Decision(False, f"version {version} is already the champion of {ticker}")
-    if force:
-        replaced = f"v{champion.version}" if champion else "none"
-        decision = Decision(True, f"forced by an operator over the gate (champion was {replaced})")
-        apply_decision(context, ticker, challenger, champion, None, decision, "promote", forced=True)
-        return decision
-    specs = [default_spec("naive"), challenger.spec] + ([champion.spec] if champion else [])
-    results = _score_on_common_window(context, ticker, list({spec.key(): spec for spec in specs}.values()))
-    window = common_window(results)
-    settings = context.settings
-    decision = should_promote(
-        window,
-        challenger.spec.key(),
-        champion.spec.key() if champion else None,
-        settings.promotion_alpha,
-        settings.promotion_margin,
-    )
-    apply_decision(context, ticker, challenger, champion, window, decision, "promote")
-    return decision
 
 
 def previous_champion(context: Context, ticker: str, current: str) -> str | None:

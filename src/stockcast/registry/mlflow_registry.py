@@ -6,7 +6,6 @@ backtest figures as tags; ``champion`` and ``challenger`` are aliases, never sta
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -20,13 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from stockcast.training.models import ModelSpec
+from stockcast.modeling.specs import ModelSpec, spec_from_tags
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from stockcast.training.train import Computed
-    from stockcast.training.tuning import TuningResult
+    from stockcast.modeling.results import Computed, TuningResult
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +52,6 @@ class RegisteredVersion:
 
     def metric(self, key: str) -> float:
         return float(self.tags.get(key, "nan"))
-
-
-def _spec_from_tags(tags: dict[str, str]) -> ModelSpec:
-    payload = json.loads(tags.get("spec", '{"kind": "naive", "params": {}}'))
-    return ModelSpec(payload["kind"], payload.get("params", {}))
 
 
 class Registry:
@@ -109,8 +102,8 @@ class Registry:
         from mlflow.models import infer_signature
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+        from stockcast.modeling.intervals import level_key
         from stockcast.registry.pyfunc_model import OUTPUT_COLUMNS, ForecastModel
-        from stockcast.training.intervals import level_key
 
         chosen = computed.chosen
         mlflow.set_tracking_uri(self.tracking_uri)
@@ -208,15 +201,13 @@ class Registry:
         created = self._client.create_model_version(
             name, model_uri, run_id=run_id, tags=tags, model_id=model_id
         )
-        return RegisteredVersion(
-            ticker, name, str(created.version), _spec_from_tags(tags), dict(tags), run_id
-        )
+        return RegisteredVersion(ticker, name, str(created.version), spec_from_tags(tags), dict(tags), run_id)
 
     def version(self, ticker: str, version: str) -> RegisteredVersion:
         name = model_name_for(ticker)
         found = self._client.get_model_version(name, version)
         tags = dict(found.tags)
-        return RegisteredVersion(ticker, name, str(found.version), _spec_from_tags(tags), tags, found.run_id)
+        return RegisteredVersion(ticker, name, str(found.version), spec_from_tags(tags), tags, found.run_id)
 
     def by_alias(self, ticker: str, alias: str) -> RegisteredVersion | None:
         from mlflow.exceptions import MlflowException
@@ -227,7 +218,7 @@ class Registry:
         except MlflowException:
             return None
         tags = dict(found.tags)
-        return RegisteredVersion(ticker, name, str(found.version), _spec_from_tags(tags), tags, found.run_id)
+        return RegisteredVersion(ticker, name, str(found.version), spec_from_tags(tags), tags, found.run_id)
 
     def champion(self, ticker: str) -> RegisteredVersion | None:
         return self.by_alias(ticker, CHAMPION)

@@ -27,91 +27,17 @@ deterministic; SPA (a bootstrap) is reported beside it by the gate audit.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 
-from stockcast.training.significance import CLARK_WEST, DM_HLN, clark_west, diebold_mariano, holm
+from stockcast.modeling.gate import Comparison, Decision, GateWindow
+from stockcast.modeling.significance import CLARK_WEST, DM_HLN, clark_west, diebold_mariano, holm
+from stockcast.modeling.specs import NAIVE_KEY, is_naive
 
 # Below this many common sessions a test has too little power to be worth its p-value.
 MIN_TEST_SESSIONS = 30
 HOLM = "holm"
-NAIVE_KEY = "naive()"
-
-
-def is_naive(spec_key: str) -> bool:
-    return spec_key.startswith("naive(")
-
-
-@dataclass(frozen=True)
-class GateWindow:
-    """Every contender's forecasts on one common out-of-sample window (price space)."""
-
-    actual: np.ndarray
-    naive: np.ndarray  # the naive forecast of each day: the close at its origin
-    forecasts: Mapping[str, np.ndarray]  # spec key -> forecasts, naive included or not
-    horizon: int = 1
-    start: Any = None  # first and last origin dates, for the record
-    end: Any = None
-
-    @property
-    def sessions(self) -> int:
-        return len(self.actual)
-
-    def predicted(self, key: str) -> np.ndarray:
-        return self.naive if is_naive(key) else np.asarray(self.forecasts[key], float)
-
-    def rmse(self, key: str) -> float:
-        return float(np.sqrt(np.mean((self.actual - self.predicted(key)) ** 2)))
-
-    def finite(self) -> bool:
-        """Whether every squared error on the window is a finite number (1e308 closes are not)."""
-        with np.errstate(over="ignore", invalid="ignore"):
-            return all(
-                np.isfinite((self.actual - self.predicted(key)) ** 2).all()
-                for key in [NAIVE_KEY, *self.forecasts]
-            )
-
-    @property
-    def naive_rmse(self) -> float:
-        return float(np.sqrt(np.mean((self.actual - self.naive) ** 2)))
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One test of a candidate against naive or the champion, with Holm's adjustment."""
-
-    candidate: str
-    against: str  # "naive" or the champion's spec key
-    test: str
-    statistic: float | None
-    p_value: float
-    p_adjusted: float | None = None  # None when the candidate was not chosen among several
-
-
-@dataclass(frozen=True)
-class Decision:
-    promote: bool
-    reason: str
-    chosen: str | None = None  # the spec key that serves after the decision
-    comparisons: tuple[Comparison, ...] = field(default=())
-    alpha: float | None = None
-    sessions: int | None = None
-
-    def evidence(self, versus_naive: bool, candidate: str | None = None) -> tuple[str | None, float | None]:
-        """(test, p-value the decision used) of a candidate (by default the chosen one) against
-        naive, or against the champion; (None, None) when no such test was made."""
-        wanted = candidate if candidate is not None else self.chosen
-        for found in self.comparisons:
-            if found.candidate == wanted and (found.against == "naive") == versus_naive:
-                return found.test, _used_p(found)
-        return None, None
-
-    def tests_json(self) -> str:
-        return json.dumps([asdict(found) for found in self.comparisons], allow_nan=False, default=str)
 
 
 def _p(value: float) -> str:
@@ -151,10 +77,6 @@ def _adjusted(comparisons: list[Comparison]) -> list[Comparison]:
         )
         for found in comparisons
     ]
-
-
-def _used_p(found: Comparison) -> float:
-    return found.p_adjusted if found.p_adjusted is not None else found.p_value
 
 
 def _evidence_text(found: Comparison, family: int) -> str:
@@ -228,7 +150,7 @@ def decide(
     beat_naive = [
         found.candidate
         for found in versus_naive
-        if _used_p(found) < alpha and window.rmse(found.candidate) < naive_rmse
+        if found.p_used < alpha and window.rmse(found.candidate) < naive_rmse
     ]
     beat_incumbent = beat_naive
     if incumbent is not None:
@@ -237,7 +159,7 @@ def decide(
         beat_incumbent = [
             found.candidate
             for found in versus_champion
-            if _used_p(found) < alpha and window.rmse(found.candidate) < incumbent_rmse
+            if found.p_used < alpha and window.rmse(found.candidate) < incumbent_rmse
         ]
     within_margin = [key for key in beat_incumbent if window.rmse(key) < incumbent_rmse * (1.0 - margin)]
     chosen = min(within_margin, key=window.rmse) if within_margin else None

@@ -13,7 +13,7 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from stockcast.features.build import FEATURE_COLUMNS
-from stockcast.training.intervals import interval_scale, level_key
+from stockcast.modeling.intervals import interval_scale, level_key
 
 INPUT_COLUMNS = [*FEATURE_COLUMNS, "close"]
 OUTPUT_COLUMNS = ["predicted_close", "lower", "upper"]

@@ -19,20 +19,37 @@ import logging
 import os
 import pickle
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from stockcast.serving.state import ServingState
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 FORMAT = 1
 
 
-def _identity(state: ServingState) -> tuple[int, str]:
+class _Champions(Protocol):
+    def all(self) -> dict[str, Any]: ...
+
+    def adopt(self, champions: dict[str, Any]) -> None: ...
+
+
+class Serving(Protocol):
+    """What a snapshot reads and restores of ``state.ServingState``, described here so that this
+    module, which ``state`` calls, does not import it back."""
+
+    @property
+    def context(self) -> Any: ...
+
+    @property
+    def champions(self) -> _Champions: ...
+
+    @property
+    def forecasts(self) -> Any: ...
+
+
+def _identity(state: Serving) -> tuple[int, str]:
     return FORMAT, str(state.context.settings.resolved_tracking_uri)
 
 
-def save(state: ServingState, path: Path) -> None:
+def save(state: Serving, path: Path) -> None:
     champions = state.champions.all()
     if not champions:
         return
@@ -46,7 +63,7 @@ def save(state: ServingState, path: Path) -> None:
         log.warning("could not write the serving snapshot %s: %s", path, error)
 
 
-def restore(state: ServingState, path: Path) -> bool:
+def restore(state: Serving, path: Path) -> bool:
     """Adopt the snapshot's champions and forecasts; False when there is none to use."""
     if not path.exists():
         return False

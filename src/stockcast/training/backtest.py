@@ -16,24 +16,31 @@ window of the first scored origin.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from stockcast.features.build import FEATURE_COLUMNS, TARGET_COLUMN
-from stockcast.registry.promotion import GateWindow
-from stockcast.training.intervals import (
+from stockcast.modeling.gate import GateWindow
+from stockcast.modeling.intervals import (
     equal_tailed_quantiles,
     interval_levels,
     interval_scale,
     level_key,
     online_equal_tailed,
 )
+from stockcast.modeling.results import BacktestResult
+from stockcast.modeling.specs import ModelSpec
 from stockcast.training.metrics import insample_naive_scales, score_forecasts
-from stockcast.training.models import Forecaster, ModelSpec, make_forecaster
+from stockcast.training.models import Forecaster, default_spec, make_forecaster
+
+log = logging.getLogger(__name__)
+# Below this many labelled days not even the naive forecast's interval can be calibrated.
+MIN_NAIVE_DAYS = 40
 
 
 class NotEnoughHistoryError(ValueError):
@@ -52,17 +59,6 @@ class BacktestConfig:
     @property
     def rows_needed(self) -> int:
         return self.min_train_days + self.calibration_days + self.test_days
-
-
-@dataclass
-class BacktestResult:
-    spec: ModelSpec
-    forecasts: pd.DataFrame  # the scored window, one row per origin
-    metrics: dict[str, float]
-    # Per level, the (lower, upper) quantiles of the signed volatility-scaled errors over every
-    # out-of-sample origin: what the fitted model's intervals are made of.
-    interval_bounds: dict[float, tuple[float, float]]
-    feature_importances: dict[str, float] | None = field(default=None)
 
 
 def _training_slice(rows: pd.DataFrame, cutoff: int, window: int | None) -> pd.DataFrame:
@@ -154,6 +150,35 @@ def backtest_candidates(
 ) -> dict[str, BacktestResult]:
     """Every candidate on the same rows and the same scored window, keyed by spec key."""
     return {spec.key(): walk_forward(rows, spec, config, seed) for spec in specs}
+
+
+def _short_history_config(rows: pd.DataFrame, config: BacktestConfig) -> BacktestConfig:
+    calibration = max(len(rows) // 3, 20)
+    return BacktestConfig(
+        test_days=len(rows) - calibration,
+        refit_every_days=len(rows),
+        min_train_days=0,
+        train_window_days=None,
+        calibration_days=calibration,
+        level=config.level,
+    )
+
+
+def run_backtests(
+    rows: pd.DataFrame, specs: list[ModelSpec], config: BacktestConfig, seed: int
+) -> dict[str, BacktestResult]:
+    """All candidates on one window; with too little history only the naive forecast, which
+    needs no training, over the days there are."""
+    try:
+        return backtest_candidates(rows, specs, config, seed)
+    except NotEnoughHistoryError as error:
+        if len(rows) < MIN_NAIVE_DAYS:
+            raise NotEnoughHistoryError(
+                f"{len(rows)} labelled days; at least {MIN_NAIVE_DAYS} needed"
+            ) from error
+        log.warning("%s; only the naive forecast is evaluated", error)
+        naive = default_spec("naive")
+        return backtest_candidates(rows, [naive], _short_history_config(rows, config), seed)
 
 
 def common_window(results: dict[str, BacktestResult], horizon: int = 1) -> GateWindow:

@@ -10,8 +10,8 @@ import pandas as pd
 
 from stockcast.features.build import build_features
 from stockcast.features.offline import training_rows
+from stockcast.modeling.specs import ModelSpec
 from stockcast.training.backtest import BacktestConfig, NotEnoughHistoryError, backtest_candidates
-from stockcast.training.models import ModelSpec
 
 README_START = "<!-- forecast-quality:start -->"
 README_END = "<!-- forecast-quality:end -->"

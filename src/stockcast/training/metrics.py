@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from stockcast.training.intervals import level_key
+from stockcast.modeling.intervals import level_key
 
 
 def mae(actual: np.ndarray, predicted: np.ndarray) -> float:
@@ -56,7 +56,7 @@ def score_forecasts(
     """Metrics of a frame with ``close`` (at the origin), ``actual_close``, ``predicted_close``,
     ``naive_close``, ``lower`` and ``upper`` (the configured level), and ``lower_{k}`` /
     ``upper_{k}`` for each of ``levels``; the in-sample naive scales make the scale-free ones."""
-    from stockcast.training.significance import pesaran_timmermann
+    from stockcast.modeling.significance import pesaran_timmermann
 
     actual = frame["actual_close"].to_numpy(float)
     predicted = frame["predicted_close"].to_numpy(float)

@@ -7,13 +7,13 @@ levels, can be used on any price level, which trees could not extrapolate to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from stockcast.features.build import DAILY_LAGS, FEATURE_COLUMNS
+from stockcast.modeling.specs import ModelSpec
 
 
 class Forecaster(Protocol):
@@ -22,18 +22,6 @@ class Forecaster(Protocol):
     def fit(self, features: pd.DataFrame, target: pd.Series) -> Forecaster: ...
 
     def predict(self, features: pd.DataFrame) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What to build: a kind and its parameters. Two specs are the same model if equal."""
-
-    kind: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def key(self) -> str:
-        rendered = ",".join(f"{name}={self.params[name]}" for name in sorted(self.params))
-        return f"{self.kind}({rendered})"
 
 
 class NaiveForecaster:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 
-from stockcast.training.backtest import BacktestResult
+from stockcast.modeling.results import BacktestResult
 
 
 def backtest_png(ticker: str, result: BacktestResult) -> bytes:

@@ -8,13 +8,15 @@ make the tuned model look better than it is.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 
+from stockcast.modeling.results import TuningResult
+from stockcast.modeling.specs import ModelSpec
 from stockcast.training.backtest import BacktestConfig, NotEnoughHistoryError, walk_forward
-from stockcast.training.models import DEFAULT_PARAMS, ModelSpec
+from stockcast.training.models import DEFAULT_PARAMS
 
 SearchSpace = Callable[[Any], dict[str, Any]]
 
@@ -35,16 +37,6 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
     },
     "arima": lambda trial: {"p": trial.suggest_int("p", 0, 2), "q": trial.suggest_int("q", 0, 2)},
 }
-
-
-@dataclass
-class TuningResult:
-    kind: str
-    best_spec: ModelSpec
-    best_rmse: float
-    trials: int
-    pruned: int
-    study: Any
 
 
 def tuning_window(rows: pd.DataFrame, config: BacktestConfig) -> pd.DataFrame:

@@ -1,14 +1,16 @@
-"""Training stage: backtest every candidate per ticker, register the best, apply the gate."""
+"""Training a ticker end to end: plan the candidates, compute (backtests, the gate's choice, the
+final fit), then log, register and apply the gate's decision.
+
+Training (``stockcast.training``) computes and the registry (``stockcast.registry``) decides
+and records; this is the one sequence that uses both, so neither imports the other."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import pandas as pd
 
@@ -16,24 +18,22 @@ from stockcast.context import Context
 from stockcast.failpoints import failpoint
 from stockcast.features.build import FEATURE_COLUMNS, TARGET_COLUMN
 from stockcast.features.feature_store import FEATURE_SERVICE
+from stockcast.modeling.gate import Decision
+from stockcast.modeling.intervals import level_key
+from stockcast.modeling.results import BacktestResult, Computed
+from stockcast.modeling.specs import ModelSpec, spec_tag
 from stockcast.registry.champion import apply_decision
 from stockcast.registry.mlflow_registry import RegisteredVersion
-from stockcast.registry.promotion import Decision, decide
+from stockcast.registry.promotion import decide
 from stockcast.training.backtest import (
     BacktestConfig,
-    BacktestResult,
-    NotEnoughHistoryError,
-    backtest_candidates,
     best_candidate,
     common_window,
     fit_on_history,
+    run_backtests,
 )
-from stockcast.training.intervals import level_key
-from stockcast.training.models import ModelSpec, default_spec
+from stockcast.training.models import default_spec
 
-log = logging.getLogger(__name__)
-# Below this many labelled days not even the naive forecast's interval can be calibrated.
-MIN_NAIVE_DAYS = 40
 SCORE_TAGS = (
     "rmse",
     "naive_rmse",
@@ -92,40 +92,11 @@ def needs_training(context: Context, rows: pd.DataFrame, champion: RegisteredVer
     return None
 
 
-def _short_history_config(rows: pd.DataFrame, config: BacktestConfig) -> BacktestConfig:
-    calibration = max(len(rows) // 3, 20)
-    return BacktestConfig(
-        test_days=len(rows) - calibration,
-        refit_every_days=len(rows),
-        min_train_days=0,
-        train_window_days=None,
-        calibration_days=calibration,
-        level=config.level,
-    )
-
-
-def run_backtests(
-    rows: pd.DataFrame, specs: list[ModelSpec], config: BacktestConfig, seed: int
-) -> dict[str, BacktestResult]:
-    """All candidates on one window; with too little history only the naive forecast, which
-    needs no training, over the days there are."""
-    try:
-        return backtest_candidates(rows, specs, config, seed)
-    except NotEnoughHistoryError as error:
-        if len(rows) < MIN_NAIVE_DAYS:
-            raise NotEnoughHistoryError(
-                f"{len(rows)} labelled days; at least {MIN_NAIVE_DAYS} needed"
-            ) from error
-        log.warning("%s; only the naive forecast is evaluated", error)
-        naive = default_spec("naive")
-        return backtest_candidates(rows, [naive], _short_history_config(rows, config), seed)
-
-
 def version_tags(
     result: BacktestResult, rows: pd.DataFrame, lineage: dict[str, str], level: float
 ) -> dict[str, str]:
     tags = {
-        "spec": json.dumps({"kind": result.spec.kind, "params": result.spec.params}, sort_keys=True),
+        "spec": spec_tag(result.spec),
         "spec_key": result.spec.key(),
         "kind": result.spec.kind,
         "interval_bounds": json.dumps(
@@ -169,19 +140,6 @@ class TrainingPlan:
     trigger: str
     alpha: float = 0.05
     margin: float = 0.0
-
-
-@dataclass
-class Computed:
-    """The CPU-heavy part: every candidate's walk-forward backtest, its chart, the gate's
-    decision and the chosen model fitted on the latest window. Computed anywhere (a Dask
-    worker), needing only the rows."""
-
-    results: dict[str, BacktestResult]
-    chosen: BacktestResult
-    forecaster: Any
-    decision: Decision
-    plots: dict[str, bytes] = field(default_factory=dict)
 
 
 def plan_training(

@@ -21,15 +21,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stockcast.registry.promotion import GateWindow, decide, is_naive
+from stockcast.modeling.gate import GateWindow
+from stockcast.modeling.significance import CLARK_WEST, DM_HLN, clark_west, diebold_mariano
+from stockcast.modeling.specs import ModelSpec, is_naive
+from stockcast.registry.promotion import decide
 from stockcast.training.backtest import (
     BacktestConfig,
     NotEnoughHistoryError,
     backtest_candidates,
     common_window,
 )
-from stockcast.training.models import ModelSpec
-from stockcast.training.significance import CLARK_WEST, DM_HLN, clark_west, diebold_mariano
 
 README_START = "<!-- gate-audit:start -->"
 README_END = "<!-- gate-audit:end -->"

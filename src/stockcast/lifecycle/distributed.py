@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from stockcast.training.train import Computed, TrainingPlan, compute_training
+from stockcast.lifecycle.train import TrainingPlan, compute_training
+from stockcast.modeling.results import Computed
 
 if TYPE_CHECKING:
     from stockcast.settings import Settings

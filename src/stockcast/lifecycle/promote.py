@@ -1,0 +1,57 @@
+"""An operator's ``models promote``: re-score the version, the champion and naive on today's
+window, ask the gate, and move the alias only if it agrees (or when forced)."""
+
+from __future__ import annotations
+
+from stockcast.context import Context
+from stockcast.lifecycle.train import backtest_config
+from stockcast.modeling.gate import Decision
+from stockcast.modeling.results import BacktestResult
+from stockcast.modeling.specs import ModelSpec
+from stockcast.registry.champion import apply_decision
+from stockcast.registry.promotion import should_promote
+from stockcast.training.backtest import common_window, run_backtests
+from stockcast.training.models import default_spec
+
+
+def _score_on_common_window(
+    context: Context, ticker: str, specs: list[ModelSpec]
+) -> dict[str, BacktestResult]:
+    from stockcast.features.offline import historical_training_rows
+
+    rows = historical_training_rows(context, [ticker]).get(ticker)
+    if rows is None:
+        raise LookupError(f"no features for {ticker}; run `stockcast features`")
+    return run_backtests(rows, specs, backtest_config(context), context.settings.random_seed)
+
+
+def promote(context: Context, ticker: str, version: str, force: bool = False) -> Decision:
+    """Make ``version`` champion if the gate agrees on today's window (or when forced)."""
+    from mlflow.exceptions import MlflowException
+
+    registry = context.registry
+    try:
+        challenger = registry.version(ticker, version)
+    except MlflowException as error:
+        raise LookupError(f"{ticker} has no registered version {version}") from error
+    champion = registry.champion(ticker)
+    if champion is not None and champion.version == challenger.version:
+        return Decision(False, f"version {version} is already the champion of {ticker}")
+    if force:
+        replaced = f"v{champion.version}" if champion else "none"
+        decision = Decision(True, f"forced by an operator over the gate (champion was {replaced})")
+        apply_decision(context, ticker, challenger, champion, None, decision, "promote", forced=True)
+        return decision
+    specs = [default_spec("naive"), challenger.spec] + ([champion.spec] if champion else [])
+    results = _score_on_common_window(context, ticker, list({spec.key(): spec for spec in specs}.values()))
+    window = common_window(results)
+    settings = context.settings
+    decision = should_promote(
+        window,
+        challenger.spec.key(),
+        champion.spec.key() if champion else None,
+        settings.promotion_alpha,
+        settings.promotion_margin,
+    )
+    apply_decision(context, ticker, challenger, champion, window, decision, "promote")
+    return decision
