@@ -12,6 +12,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from tests.conftest import clean_environment
 from tests.e2e.test_daily_cycle import run_cli
@@ -148,14 +149,65 @@ def test_forecast_page_draws_the_chart_and_shows_the_stored_forecast(page, dashb
     assert context.store.count_forecasts() == before + 1
 
 
-def test_history_page_lists_the_logged_forecasts_with_a_csv_download(page, dashboard):
+# The traces of the History page's first chart, as the browser holds them (Plotly keeps a
+# chart's data on its element).
+HISTORY_TRACES = """() => {
+    for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+        const traces = plot.data || [];
+        if (traces.some((trace) => trace.name === 'actual')) {
+            return traces.map((trace) => ({name: trace.name, x: Array.from(trace.x), y: Array.from(trace.y)}));
+        }
+    }
+    return null;
+}"""
+
+
+def _points(dates, values) -> dict[str, float]:
+    return {str(pd.Timestamp(day).date()): float(value) for day, value in zip(dates, values, strict=True)}
+
+
+def test_history_page_shows_the_logged_forecasts_and_their_actuals(page, dashboard, filled_store):
+    """AAPL's daily forecasts from the replay and the run, each with the close that came true
+    once its day had passed: drawn in the chart, listed in the table, in the CSV download."""
+    context = Context(load_settings(data_dir=filled_store["STOCKCAST_DATA_DIR"], tickers=TICKERS))
+    logged = context.store.load_forecasts(ticker="AAPL")
+    batch = logged.loc[logged["origin"] == "batch"].sort_values("target_date")
+    scored = batch.dropna(subset=["actual_close"])
+    # One a session for the 20 replayed (the run on the last day logs the same one again), all
+    # scored but the newest, whose day has not come.
+    assert len(batch) == 20 and len(scored) == 19 and scored["target_date"].max() < batch["target_date"].max()
+
     open_page(page, f"{dashboard}/history")
     page.wait_for_selector("[data-testid=stDataFrame]", timeout=60_000)
-    page.get_by_test_id("stDownloadButton").get_by_role("button", name="Download as CSV").wait_for(
-        timeout=60_000
-    )
     page.wait_for_selector(".js-plotly-plot", timeout=60_000)
     photograph(page, "history")
+
+    traces = {trace["name"]: trace for trace in page.evaluate(HISTORY_TRACES) or []}
+    assert {"forecast", "actual"} <= set(traces)
+    drawn_forecasts = _points(traces["forecast"]["x"], traces["forecast"]["y"])
+    for day, value in _points(batch["target_date"], batch["predicted_close"]).items():
+        assert drawn_forecasts.get(day) == pytest.approx(value), day
+    assert _points(traces["actual"]["x"], traces["actual"]["y"]) == pytest.approx(
+        _points(scored["target_date"], scored["actual_close"])
+    )
+
+    grid = page.locator("[data-testid=stDataFrame] [role=grid]").first
+    assert int(grid.get_attribute("aria-rowcount")) - 1 == len(traces["forecast"]["x"])  # one header row
+
+    with page.expect_download() as download:
+        page.get_by_test_id("stDownloadButton").get_by_role("button", name="Download as CSV").click()
+    table = pd.read_csv(download.value.path())
+    listed = table.loc[table["origin"] == "batch"].sort_values("target_date")
+    assert _points(listed["target_date"], listed["predicted_close"]) == pytest.approx(
+        _points(batch["target_date"], batch["predicted_close"])
+    )
+    with_actual = listed.dropna(subset=["actual_close"])
+    assert _points(with_actual["target_date"], with_actual["actual_close"]) == pytest.approx(
+        _points(scored["target_date"], scored["actual_close"])
+    )
+    assert with_actual["error"].to_numpy() == pytest.approx(
+        (with_actual["actual_close"] - with_actual["predicted_close"]).to_numpy()
+    )
 
 
 def test_models_page_lists_every_tickers_champion(page, dashboard):
@@ -174,6 +226,7 @@ def test_monitoring_page_shows_each_tickers_drift_status(page, dashboard, filled
     cells = page.locator("[data-testid=stDataFrame]").first.locator("[role=gridcell]").all_inner_texts()
     context = Context(load_settings(data_dir=filled_store["STOCKCAST_DATA_DIR"], tickers=TICKERS))
     latest = context.store.load_monitoring(latest_only=True)
+    assert sorted(latest["ticker"]) == sorted(TICKERS.split(","))  # else the loop below checks nothing
     for ticker, status in zip(latest["ticker"], latest["status"], strict=True):
         index = cells.index(ticker)
         assert cells[index + 1] == status  # the status column follows the ticker
