@@ -6,7 +6,7 @@ UV := $(BIN)/uv
 UV_VERSION := 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev run test soak lint format serve dashboard screenshots bench evaluate lock clean
+.PHONY: help install install-dev run test soak lint format serve dashboard screenshots bench evaluate replay lock clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ screenshots: install-dev ## Refresh the README's dashboard screenshots (the brow
 bench: install-dev ## Run every benchmark; write benchmarks/results.md and the README's table (installs wrk)
 	bash scripts/test-services.sh wrk
 	$(BIN)/python benchmarks/run_all.py
+
+replay: install ## Replay 250 sessions of 2008 on the sample (~15 min) and write the README's replay section
+	$(BIN)/stockcast replay --start 2008-03-03 --days 250 --readme README.md
 
 EVALUATION_TICKERS := AAPL,MSFT,AMZN,JPM,XOM,JNJ,PG,KO,PFE,WMT,INTC,CSCO,ORCL,IBM,GE,BA,CAT,MRK,PEP,^GSPC
 EVALUATION_FILE := ../shared/data/sp500_2003_2023.parquet

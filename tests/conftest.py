@@ -1,8 +1,11 @@
-"""Shared fixtures: isolated settings, real sample bars, synthetic series, shared data paths."""
+"""Shared fixtures: the network guard, isolated settings, real sample bars, synthetic series."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
+import tempfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -16,7 +19,35 @@ os.environ.setdefault("YF_DISABLE_CURL_CFFI", "1")  # lets yfinance take a plain
 
 pytest_plugins = ["tests.services"]
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The network guard (tests/netguard): this process and every Python command a test starts refuse
+# connections and name lookups beyond loopback and write them to one log, read after each test.
+NETWORK_GUARD = Path(__file__).resolve().parent / "netguard"
+_guard_log = Path(tempfile.mkstemp(prefix="stockcast-network-guard-", suffix=".log")[1])
+atexit.register(_guard_log.unlink, missing_ok=True)
+os.environ["NETWORK_GUARD_LOG"] = str(_guard_log)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    part for part in (str(NETWORK_GUARD), os.environ.get("PYTHONPATH", "")) if part
+)
+sys.path.insert(0, str(NETWORK_GUARD))
+import stockcast_netguard  # noqa: E402
+
+stockcast_netguard.install()
+
+
+@pytest.fixture(autouse=True)
+def network_guard() -> Iterator[None]:
+    """Fails the test during which any process of the suite tried to leave loopback."""
+    start = _guard_log.stat().st_size
+    yield
+    with _guard_log.open(encoding="utf-8") as log:
+        log.seek(start)
+        attempts = log.read()
+    if attempts:
+        pytest.fail(
+            "this test tried to reach the network beyond loopback (pin the source, or make Yahoo "
+            f"unreachable as the fallback tests do):\n{attempts[:4000]}",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -47,18 +78,21 @@ def clean_environment(**overrides: str) -> dict[str, str]:
     return {**keep, **overrides}
 
 
+def yahoo_unreachable() -> dict[str, str]:
+    """Environment under which yfinance's requests to Yahoo are refused at once: its proxy is a
+    loopback port nothing listens on (for the tests of the fallback to the bundled sample, which
+    must behave alike with and without internet)."""
+    from tests.services import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    return {"HTTPS_PROXY": closed, "HTTP_PROXY": closed, "https_proxy": closed, "http_proxy": closed}
+
+
 @pytest.fixture(scope="session")
 def sample_bars() -> pd.DataFrame:
     from stockcast.ingest.sources import SampleSource
 
     return SampleSource().fetch(["AAPL", "MSFT", "GOOG", "IBM"], date(2000, 1, 1), date(2013, 12, 31)).bars
-
-
-@pytest.fixture
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is not present beside the project")
-    return SHARED_DATA
 
 
 @pytest.fixture

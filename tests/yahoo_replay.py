@@ -66,5 +66,10 @@ def chart_responder(
     return respond
 
 
-def recorded_chart(shared_data: Path) -> bytes:
-    return (shared_data / "yahoo_chart_AAPL_2024_1d.json").read_bytes()
+RECORDED_CHART = Path(__file__).resolve().parent / "data" / "yahoo_chart_AAPL_2024_1d.json"
+
+
+def recorded_chart() -> bytes:
+    """Yahoo's chart answer for AAPL's 2024 daily bars (the workplace's 30 KB recording, kept in
+    tests/data so the suite runs without ../shared)."""
+    return RECORDED_CHART.read_bytes()

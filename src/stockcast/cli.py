@@ -89,7 +89,6 @@ def _quiet_libraries() -> None:
     # Libraries' deprecation notices (ibis, evidently) are for their developers, not our users.
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently's usage telemetry
 
 
 @contextmanager
@@ -420,8 +419,14 @@ def evaluate(
         specs = [default_spec(kind) for kind in settings.models]
         with _progress(len(names)) as step:
             rows = evaluate_candidates(fetched.bars, names, specs, config, settings.random_seed, step)
-    if rows.empty:
-        errors.print("[red]error:[/red] no ticker had enough history for a backtest", highlight=False)
+    if rows.empty:  # say why: the tickers the source had no bars for, then what a backtest needs
+        _print_failures(fetched.failures)
+        errors.print(
+            "[red]error:[/red] no ticker had enough history for a backtest: each needs "
+            f"{config.rows_needed} labelled days ({config.min_train_days} to train, "
+            f"{config.calibration_days} to calibrate, {config.test_days} to score)",
+            highlight=False,
+        )
         raise typer.Exit(1)
     summary = summarize(rows)
     markdown = render_markdown(summary, rows, settings.source, config)
@@ -478,6 +483,9 @@ def _gate_audit(
                 step,
             )
     if frame.empty:
+        _print_failures(fetched.failures)
+        for reason in skipped:
+            errors.print(f"skipped {reason}", highlight=False, markup=False)
         errors.print("[red]error:[/red] no ticker had enough history for the audit", highlight=False)
         raise typer.Exit(1)
     markdown = render_audit(frame, settings.source, audit, len(specs), context.now().date().isoformat())
@@ -702,11 +710,15 @@ def replay_command(
     models: Annotated[
         str | None, typer.Option(help="Candidate models, comma-separated (default: STOCKCAST_MODELS).")
     ] = None,
+    readme: Annotated[
+        Path | None,
+        typer.Option(help="Replace this README's replay section (<!-- replay:start -->) with the results."),
+    ] = None,
 ) -> None:
     """Simulate N trading days of production over historical bars, through `run`'s code."""
     from datetime import date
 
-    from stockcast.monitoring.replay import ReplayError, replay
+    from stockcast.monitoring.replay import REPLAY_COLUMNS, ReplayError, replay, summary_rows
 
     context = _guarded(lambda: _context(tickers))
     settings = context.settings
@@ -717,6 +729,11 @@ def replay_command(
     except ValueError:
         errors.print(f"[red]error:[/red] --start must be a date (YYYY-MM-DD), got {start!r}", highlight=False)
         raise typer.Exit(1) from None
+    markers = ("<!-- replay:start -->", "<!-- replay:end -->")
+    if readme:  # refused before the replay's minutes, not after
+        from stockcast.training.evaluate import replace_readme_section
+
+        _guarded(lambda: replace_readme_section(readme.read_text(), "", *markers))
     directory = data_dir or settings.data_dir / "replay"
     with _reported_failures(), _progress(days) as step:
         try:
@@ -727,37 +744,10 @@ def replay_command(
     table = Table(
         title=f"Replay {report.start} – {report.end}: {report.sessions} sessions in {report.seconds:.0f} s"
     )
-    for column in (
-        "ticker",
-        "scored",
-        "RMSE",
-        "naive RMSE",
-        "skill",
-        "coverage",
-        "drift days",
-        "first drift",
-        "drift retrains",
-        "scheduled retrains",
-        "promotions",
-        "model changes (per year)",
-    ):
+    for column in REPLAY_COLUMNS:
         table.add_column(column, justify="left" if column in {"ticker", "first drift"} else "right")
-    for summary in report.tickers:
-        skill = 1 - summary.rmse / summary.naive_rmse if summary.rmse and summary.naive_rmse else None
-        table.add_row(
-            summary.ticker,
-            str(summary.scored),
-            _figure(summary.rmse),
-            _figure(summary.naive_rmse),
-            _figure(skill, "{:+.3f}"),
-            _figure(summary.coverage, "{:.1%}"),
-            str(len(summary.drift_days)),
-            summary.drift_days[0] if summary.drift_days else "-",
-            str(summary.drift_retrains),
-            str(summary.scheduled_retrains),
-            str(summary.promotions),
-            f"{summary.champion_changes} ({_figure(summary.changes_per_year, '{:.1f}')})",
-        )
+    for row in summary_rows(report):
+        table.add_row(*row)
     console.print(table)
     for decision in report.decisions:
         verdict = "promoted" if decision["promoted"] else "kept"
@@ -766,6 +756,16 @@ def replay_command(
             highlight=False,
         )
     console.print(f"plot: {report.plot}; summary: {report.directory / 'summary.json'}", highlight=False)
+    if readme:
+        from stockcast.monitoring.replay import summary_markdown
+        from stockcast.training.evaluate import replace_readme_section
+
+        command = f"stockcast replay --start {start} --days {days}" + (
+            f" --models {models}" if models else ""
+        )
+        section = summary_markdown(report, settings, command)
+        readme.write_text(replace_readme_section(readme.read_text(), section, *markers))
+        console.print(f"README section replay replaced in {readme}", highlight=False)
 
 
 @app.command()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.conftest import clean_environment
+from tests.conftest import clean_environment, yahoo_unreachable
 
 from stockcast.context import Context
 from stockcast.settings import load_settings
@@ -37,12 +37,13 @@ def cycle_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def first_run(cycle_dir):
-    # The default source, auto: Yahoo cannot be reached from here, so the sample must be used.
+    # The default source, auto, with Yahoo made unreachable: the sample must be used.
     env = {
         "STOCKCAST_DATA_DIR": str(cycle_dir / "data"),
         "STOCKCAST_TICKERS": "AAPL,MSFT",
         "STOCKCAST_YAHOO_TIMEOUT_SECONDS": "5",
         "STOCKCAST_YAHOO_RETRIES": "0",
+        **yahoo_unreachable(),
     }
     return env, run_cli("run", env=env)
 

@@ -49,9 +49,53 @@ def test_a_replay_runs_the_days_and_summarizes_them(tmp_path):
         (tmp_path / "data").glob("*.db")
     )  # production untouched
 
-    again = run_cli("replay", "--start", "2008-09-22", "--days", "2", "--data-dir", str(directory), env=env)
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- replay:start -->\nstale figures\n<!-- replay:end -->\noutro\n")
+    again = run_cli(
+        "replay",
+        "--start",
+        "2008-09-22",
+        "--days",
+        "2",
+        "--data-dir",
+        str(directory),
+        "--readme",
+        str(readme),
+        env=env,
+    )
     assert again.returncode == 0, again.stderr
     assert json.loads((directory / "summary.json").read_text())["start"] == "2008-09-22"
+    written = readme.read_text()
+    assert written.startswith("intro\n<!-- replay:start -->\n") and written.endswith(
+        "<!-- replay:end -->\noutro\n"
+    )
+    assert "stale figures" not in written
+    assert "`stockcast replay --start 2008-09-22 --days 2`" in written
+    assert "2 sessions from 2008-09-22 to 2008-09-23" in written
+    rows = [
+        line for line in written.splitlines() if line.startswith("| AAPL |") or line.startswith("| MSFT |")
+    ]
+    assert len(rows) == 2 and all(row.split(" | ")[1] == "1" for row in rows)  # one forecast scored each
+
+
+def test_a_replay_refuses_a_readme_without_its_markers_before_it_starts(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers here\n")
+    result = run_cli(
+        "replay",
+        "--start",
+        "2008-09-15",
+        "--days",
+        "2",
+        "--data-dir",
+        str(tmp_path / "r"),
+        "--readme",
+        str(readme),
+        env=FAST,
+    )
+    assert result.returncode == 1 and "<!-- replay:start -->" in result.stderr
+    assert not (tmp_path / "r").exists()
+    assert readme.read_text() == "no markers here\n"
 
 
 def test_a_replay_refuses_a_directory_it_did_not_make(tmp_path):

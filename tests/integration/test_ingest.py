@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -102,15 +103,36 @@ def test_sample_bars_are_split_adjusted_with_actions_recorded(sample_bars):
     assert msft.loc["2004-11-15", "dividends"] == pytest.approx(3.0, abs=0.1)  # the special dividend
 
 
-def test_file_source_reads_the_shared_parquet(shared_data):
+def shared_layout_parquet(path, sample_bars) -> None:
+    """A parquet file in the layout of the workplace's S&P 500 files (../shared/data/README.md):
+    string tickers, naive dates, an all-null adj_close and a nullable integer volume."""
+    bars = sample_bars[sample_bars["date"].between("2012-06-01", "2013-06-30")]
+    table = pd.DataFrame(
+        {
+            "ticker": bars["ticker"].astype("string"),
+            "date": bars["date"].astype("datetime64[ns]"),
+            **{column: bars[column].astype("float64") for column in ("open", "high", "low", "close")},
+            "adj_close": np.nan,
+            "volume": bars["volume"].round().astype("Int64"),
+        }
+    )
+    table.to_parquet(path, index=False)
+
+
+def test_file_source_reads_the_shared_parquet_layout(tmp_path, sample_bars):
     from stockcast.ingest.sources import FileSource
 
-    fetched = FileSource(str(shared_data / "sp500_2018_2023.parquet")).fetch(
-        ["AMCR", "KDP", "NOPE"], date(2019, 1, 1), date(2019, 12, 31)
-    )
-    assert set(fetched.bars["ticker"]) == {"AMCR", "KDP"}
+    path = tmp_path / "sp500.parquet"
+    shared_layout_parquet(path, sample_bars)
+    fetched = FileSource(str(path)).fetch(["IBM", "MSFT", "NOPE"], date(2013, 1, 1), date(2013, 3, 28))
+    assert set(fetched.bars["ticker"]) == {"IBM", "MSFT"}
     assert "NOPE" in fetched.failures
-    assert fetched.bars["date"].max() <= pd.Timestamp("2019-12-31")
+    assert fetched.bars["date"].min() >= pd.Timestamp("2013-01-01")
+    assert fetched.bars["date"].max() <= pd.Timestamp("2013-03-28")
+    ibm = fetched.bars[fetched.bars["ticker"] == "IBM"].set_index("date")
+    expected = sample_bars[sample_bars["ticker"] == "IBM"].set_index("date")
+    assert np.allclose(ibm["close"], expected.loc[ibm.index, "close"])
+    assert set(fetched.bars["source"]) == {"file"}
 
 
 def test_file_source_reads_csv(tmp_path, make_bars):

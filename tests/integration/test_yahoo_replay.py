@@ -26,8 +26,8 @@ from stockcast.settings import load_settings
 
 
 @pytest.fixture
-def chart(shared_data) -> bytes:
-    return recorded_chart(shared_data)
+def chart() -> bytes:
+    return recorded_chart()
 
 
 def yahoo(session, tmp_path, **options) -> YahooSource:

@@ -240,6 +240,72 @@ def summary_dict(report: ReplayReport) -> dict[str, object]:
     }
 
 
+REPLAY_COLUMNS = (
+    "ticker",
+    "scored",
+    "RMSE",
+    "naive RMSE",
+    "skill",
+    "coverage",
+    "drift days",
+    "first drift",
+    "drift retrains",
+    "scheduled retrains",
+    "promotions",
+    "model changes (per year)",
+)
+
+
+def _figure(value: float | None, pattern: str = "{:.3f}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def summary_rows(report: ReplayReport) -> list[tuple[str, ...]]:
+    """One row per ticker, in REPLAY_COLUMNS' order, as the CLI's table and the README show it."""
+    rows: list[tuple[str, ...]] = []
+    for summary in report.tickers:
+        skill = 1 - summary.rmse / summary.naive_rmse if summary.rmse and summary.naive_rmse else None
+        rows.append(
+            (
+                summary.ticker,
+                str(summary.scored),
+                _figure(summary.rmse),
+                _figure(summary.naive_rmse),
+                _figure(skill, "{:+.4f}"),
+                _figure(summary.coverage, "{:.1%}"),
+                str(len(summary.drift_days)),
+                summary.drift_days[0] if summary.drift_days else "-",
+                str(summary.drift_retrains),
+                str(summary.scheduled_retrains),
+                str(summary.promotions),
+                f"{summary.champion_changes} ({_figure(summary.changes_per_year, '{:.1f}')})",
+            )
+        )
+    return rows
+
+
+def summary_markdown(report: ReplayReport, settings: Settings, command: str) -> str:
+    """The README's replay section, written by `stockcast replay --readme` from the run itself."""
+    import os
+
+    lines = [
+        f"Written by `{command}` ({os.cpu_count()} cores; candidates "
+        f"{', '.join(settings.models)}; tickers {', '.join(settings.tickers)}): "
+        f"{report.sessions} sessions from {report.start} to {report.end} in "
+        f"{report.seconds / 60:.1f} minutes.",
+    ]
+    if report.note:
+        lines.append(f"Prices: {report.note}.")
+    lines += [
+        "",
+        "| " + " | ".join(REPLAY_COLUMNS) + " |",
+        "|" + "---|" * len(REPLAY_COLUMNS),
+        *("| " + " | ".join(row) + " |" for row in summary_rows(report)),
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def plot(context: Context, tickers: list[str], first: date, path: Path) -> Path | None:
     """Per ticker: the 20-day rolling RMSE of the champion's forecasts and of the naive
     forecast, drift days shaded, retrain decisions marked (filled when promoted)."""

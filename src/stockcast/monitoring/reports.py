@@ -8,7 +8,6 @@ never does.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -107,7 +106,6 @@ def write_reports(
     replaces them). None when the windows are too short for a drift test."""
     if len(reference) < MIN_ROWS or len(current) < MIN_ROWS:
         return None
-    os.environ.setdefault("DO_NOT_TRACK", "1")
     prefix = report_prefix(ticker, as_of)
     drift, share, drifted = data_drift(reference, current)
     snapshots = {"data_drift": drift}
