@@ -1,5 +1,6 @@
 """`stockcast evaluate` and its gate audit from a file of bars: tables printed and written, the
-README's own section replaced and nothing else, a README without the markers refused."""
+README's own section replaced and nothing else (and nothing more on a rerun), a README without
+the markers refused, bad arguments refused in a line that says why, with nothing written."""
 
 from __future__ import annotations
 
@@ -102,3 +103,111 @@ def test_a_readme_without_the_section_is_refused_and_left_alone(setup):
     assert result.returncode == 1 and "<!-- missing:start -->" in result.stderr
     assert "progress" not in result.stderr  # refused before any backtest ran
     assert readme.read_text() == "# no markers\n"
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """One ticker, 320 sessions, two candidates: a whole evaluation takes a few seconds."""
+    folder = tmp_path_factory.mktemp("evaluate-small")
+    path = folder / "bars.parquet"
+    autocorrelated_bars(320, phi=0.5, seed=5).assign(ticker="MOM").drop(columns=["source"]).to_parquet(
+        path, index=False
+    )
+    env = {
+        "STOCKCAST_DATA_DIR": str(folder / "data"),
+        "STOCKCAST_SOURCE": f"file:{path}",
+        "STOCKCAST_TICKERS": "MOM",
+        "STOCKCAST_START_DATE": "2010-01-01",
+        "STOCKCAST_MODELS": "naive,ridge",
+        "STOCKCAST_BACKTEST_DAYS": "60",
+        "STOCKCAST_MIN_TRAIN_DAYS": "120",
+        "STOCKCAST_REFIT_EVERY_DAYS": "30",
+    }
+    return folder, env
+
+
+def test_the_page_the_rows_and_the_readme_section_agree_and_a_rerun_changes_nothing(small, tmp_path):
+    _, env = small
+    readme, page, rows_file = (
+        tmp_path / "README.md",
+        tmp_path / "out" / "quality.md",
+        tmp_path / "out" / "rows.csv",
+    )
+    readme.write_text(README)
+    arguments = ["evaluate", "--output", str(page), "--per-ticker", str(rows_file), "--readme", str(readme)]
+    first = run_cli(*arguments, env=env)
+    assert first.returncode == 0, first.stderr
+
+    written = page.read_text()
+    rows = pd.read_csv(rows_file).set_index("candidate")
+    assert set(rows.index) == {"naive", "ridge"} and set(rows["ticker"]) == {"MOM"}
+    assert (rows["n_forecasts"] == 60).all()  # STOCKCAST_BACKTEST_DAYS scored sessions each
+    ratio = rows.loc["ridge", "rmse"] / rows.loc["naive", "rmse"]
+    assert f"| ridge | {ratio:.4f} | {ratio:.4f} |" in written  # the table is computed from the rows
+    assert "| naive | 1.0000 | 1.0000 |" in written
+    assert " ".join(written.split()) in " ".join(first.stdout.split())  # printed as written (wrapped)
+    # The README's section is the page, between its markers; the rest stays as it was.
+    assert readme.read_text() == README.replace("old table\n", written)
+
+    again = run_cli(*arguments, env=env)
+    assert again.returncode == 0, again.stderr
+    assert readme.read_text() == README.replace("old table\n", written)  # replaced, not added
+    assert page.read_text() == written
+    pd.testing.assert_frame_equal(pd.read_csv(rows_file).set_index("candidate"), rows)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "settings", "code", "said"),
+    [
+        (
+            ["--source", "file:{folder}/missing.parquet"],
+            {},
+            1,
+            "error: price file not found: {folder}/missing.parquet",
+        ),
+        (["--tickers", "NOPE"], {}, 1, "failed NOPE: not in {folder}/bars.parquet"),
+        (
+            [],
+            {"STOCKCAST_BACKTEST_DAYS": "400"},
+            1,
+            "each needs 580 labelled days (120 to train, 60 to calibrate, 400 to score)",
+        ),
+        (["--source", "bogus"], {}, 1, "error: invalid setting STOCKCAST_SOURCE"),
+        ([], {"STOCKCAST_MODELS": "naive,prophet"}, 1, "error: invalid setting STOCKCAST_MODELS"),
+        (["--workers", "-1"], {}, 2, "Invalid value for '--workers'"),
+        (
+            ["--gate-audit", "--section", "gate-audit-test", "--workers", "1", "--tickers", "NOPE"],
+            {},
+            1,
+            "failed NOPE: not in {folder}/bars.parquet",
+        ),
+    ],
+    ids=[
+        "missing file",
+        "ticker not in the file",
+        "window too long",
+        "unknown source",
+        "unknown model",
+        "negative workers",
+        "gate audit of a ticker not in the file",
+    ],
+)
+def test_bad_arguments_are_refused_with_the_reason_and_nothing_written(
+    small, tmp_path, arguments, settings, code, said
+):
+    folder, env = small
+    readme, page = tmp_path / "README.md", tmp_path / "quality.md"
+    readme.write_text(README)
+    result = run_cli(
+        "evaluate",
+        *[argument.format(folder=folder) for argument in arguments],
+        "--output",
+        str(page),
+        "--readme",
+        str(readme),
+        env={**env, **settings},
+    )
+    assert result.returncode == code, result.stdout + result.stderr
+    assert said.format(folder=folder) in " ".join(result.stderr.split()), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not page.exists() and readme.read_text() == README
