@@ -13,6 +13,7 @@ feature-drift alert; AAPL's low coverage and its alert; neither the other's.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -703,3 +704,21 @@ def test_the_alertmanager_settings_render_a_valid_configuration_or_one_line_nami
     assert receiver["email_configs"][0]["auth_password"] == complete["ALERT_SMTP_PASSWORD"]
     assert receiver["webhook_configs"][0]["url"] == complete["ALERT_WEBHOOK_URL"]
     assert (tmp_path / "complete.yml").stat().st_mode & 0o077 == 0  # the password's file is private
+
+
+def test_a_scrape_does_not_wait_out_the_stores_retries(tmp_path, caplog):
+    """While the store retries a refused database connection (STOCKCAST_DATABASE_TIMEOUT_SECONDS,
+    30 by default, 6 here: the API's start waits that long once), /metrics answers once its own
+    short wait has passed, with stockcast_monitor_store_up 0 and the reason in the log: a scrape
+    that waited the retries out would time out at Prometheus, which would then report the API
+    down instead of its store."""
+    settings = load_settings(
+        tickers="MSFT",
+        data_dir=tmp_path / "data",
+        database_url=f"postgresql+psycopg://stockcast@127.0.0.1:{free_port()}/stockcast",
+        database_timeout_seconds=6,
+    )
+    with caplog.at_level(logging.WARNING, logger="stockcast.monitoring.gauges"):
+        gauges = exported(settings)
+    assert gauges["stockcast_monitor_store_up"] == {"": 0.0}
+    assert "monitoring gauges unavailable: the store did not answer within 2 s" in caplog.text

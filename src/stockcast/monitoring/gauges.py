@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import pandas as pd
@@ -37,13 +40,48 @@ FIGURES = {
 
 
 class MonitoringCollector(Collector):
+    """With ``deadline_seconds`` (the API's /metrics), the store is read on a thread of its own
+    and a scrape waits at most that long: a database that is away (the store retries a refused
+    connection for STOCKCAST_DATABASE_TIMEOUT_SECONDS) must not make the scrape time out, which
+    Prometheus would report as the API being down rather than as the store. One read at a time:
+    a scrape during a slow read waits on that read instead of starting another."""
+
     def __init__(
         self,
         latest: Callable[[], pd.DataFrame],
         last_forecasts: Callable[[], dict[str, Any]] | None = None,
+        deadline_seconds: float | None = None,
     ):
         self.latest = latest
         self.last_forecasts = last_forecasts
+        self.deadline_seconds = deadline_seconds
+        self._lock = threading.Lock()
+        self._pending: Future[tuple[pd.DataFrame, dict[str, Any] | None]] | None = None
+
+    def _read(self) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+        latest = self.latest()
+        return latest, self.last_forecasts() if self.last_forecasts is not None else None
+
+    def _read_within_deadline(self) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+        if self.deadline_seconds is None:
+            return self._read()
+        with self._lock:
+            if self._pending is None or self._pending.done():
+                pending: Future[tuple[pd.DataFrame, dict[str, Any] | None]] = Future()
+
+                def read() -> None:
+                    try:
+                        pending.set_result(self._read())
+                    except BaseException as error:  # handed to the scrape that waits on it
+                        pending.set_exception(error)
+
+                self._pending = pending
+                threading.Thread(target=read, name="monitoring-gauges", daemon=True).start()
+            pending = self._pending
+        try:
+            return pending.result(timeout=self.deadline_seconds)
+        except FutureTimeout:
+            raise TimeoutError(f"the store did not answer within {self.deadline_seconds:g} s") from None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         readable = GaugeMetricFamily(
@@ -52,8 +90,7 @@ class MonitoringCollector(Collector):
             "monitoring gauges are then missing, and so would their alerts be).",
         )
         try:
-            latest = self.latest()
-            last_forecasts = self.last_forecasts() if self.last_forecasts is not None else None
+            latest, last_forecasts = self._read_within_deadline()
             readable.add_metric([], 1.0)
         except Exception as error:  # a scrape must not fail because the store is briefly away
             log.warning("monitoring gauges unavailable: %s", error)

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "X-Request-ID"
 access_log = logging.getLogger("stockcast.access")
+SCRAPE_READ_SECONDS = 2.0  # how long a scrape waits for the store: well inside Prometheus' 10 s
 
 
 class Metrics:
@@ -64,7 +65,9 @@ class Metrics:
         from stockcast.monitoring.gauges import MonitoringCollector
 
         self._monitoring = MonitoringCollector(
-            lambda: store().load_monitoring(latest_only=True), lambda: store().last_forecast_times()
+            lambda: store().load_monitoring(latest_only=True),
+            lambda: store().last_forecast_times(),
+            deadline_seconds=SCRAPE_READ_SECONDS,
         )
         self.registry.register(self._monitoring)
 
