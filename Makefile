@@ -6,7 +6,7 @@ UV := $(BIN)/uv
 UV_VERSION := 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev run test soak lint format serve dashboard screenshots bench evaluate replay lock clean
+.PHONY: help install install-dev run test soak lint format serve dashboard screenshots bench bench-full evaluate replay lock clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,9 +65,12 @@ screenshots: install-dev ## Refresh the README's dashboard screenshots (the brow
 	bash scripts/test-services.sh chromium
 	DASHBOARD_SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -p no:cacheprovider -q tests/e2e/test_dashboard_browser.py
 
-bench: install-dev ## Run every benchmark; write benchmarks/results.md and the README's table (installs wrk)
+bench: install-dev ## Run the benchmarks (~15 min on 2 cores); write benchmarks/results.md and the README's table (installs wrk)
 	bash scripts/test-services.sh wrk
 	$(BIN)/python benchmarks/run_all.py
+
+bench-full: install-dev ## The heavy rows: the daily cycle in the default configuration at 50 and 500 tickers (~2 h on 2 cores); same pages
+	$(BIN)/python benchmarks/run_all.py --full
 
 replay: install ## Replay 250 sessions of 2008 on the sample (~15 min) and write the README's replay section
 	$(BIN)/stockcast replay --start 2008-03-03 --days 250 --readme README.md
