@@ -72,8 +72,8 @@ bench: install-dev ## Run the benchmarks (~15 min on 2 cores); write benchmarks/
 bench-full: install-dev ## The heavy rows: the daily cycle in the default configuration at 50 and 500 tickers (~2 h on 2 cores); same pages
 	$(BIN)/python benchmarks/run_all.py --full
 
-replay: install ## Replay 250 sessions of 2008 on the sample (~15 min) and write the README's replay section
-	$(BIN)/stockcast replay --start 2008-03-03 --days 250 --readme README.md
+replay: install ## Replay 250 sessions of 2008 on the bundled sample (~15 min); write the README's replay section
+	STOCKCAST_SOURCE=sample $(BIN)/stockcast replay --start 2008-03-03 --days 250 --readme README.md
 
 EVALUATION_TICKERS := AAPL,MSFT,AMZN,JPM,XOM,JNJ,PG,KO,PFE,WMT,INTC,CSCO,ORCL,IBM,GE,BA,CAT,MRK,PEP,^GSPC
 EVALUATION_FILE := ../shared/data/sp500_2003_2023.parquet
