@@ -17,7 +17,7 @@ from tests.series import synthetic_bars
 
 os.environ.setdefault("YF_DISABLE_CURL_CFFI", "1")  # lets yfinance take a plain requests.Session
 
-pytest_plugins = ["tests.services"]
+pytest_plugins = ["tests.services", "tests.fault_record"]
 
 # The network guard (tests/netguard): this process and every Python command a test starts refuse
 # connections and name lookups beyond loopback and write them to one log, read after each test.
