@@ -99,8 +99,8 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path)
         "open('ready', 'w').close(); time.sleep(120)"
     )
     runner = (
-        "import sys; from stockcast.cli import _run_forwarding_signals; "
-        f"sys.exit(_run_forwarding_signals([sys.executable, '-c', {stubborn!r}], grace_seconds=1))"
+        "import sys; from stockcast.cli.serving import run_forwarding_signals; "
+        f"sys.exit(run_forwarding_signals([sys.executable, '-c', {stubborn!r}], grace_seconds=1))"
     )
     command = subprocess.Popen([sys.executable, "-c", runner], cwd=tmp_path, env=clean_environment())
     started = [psutil.Process(command.pid)]

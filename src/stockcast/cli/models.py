@@ -1,0 +1,71 @@
+"""``stockcast models``: the registry's champions, their promotion history, promote and
+rollback."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from stockcast.cli.common import (
+    TickersOption,
+    console,
+    errors,
+    guarded,
+    load_context,
+    reported_failures,
+)
+from stockcast.cli.render import print_champions, print_history
+
+models_app = typer.Typer(
+    help="The registry: champions, promotion history, promote and rollback.", no_args_is_help=True
+)
+
+
+@models_app.command("list")
+def models_list(tickers: TickersOption = None) -> None:
+    """Champion per ticker: kind, backtest RMSE against naive, skill, interval coverage, promoted at."""
+    context = guarded(lambda: load_context(tickers))
+    with reported_failures():
+        champions = {ticker: context.registry.champion(ticker) for ticker in context.settings.tickers}
+        decisions = context.store.load_decisions()
+    print_champions(champions, decisions)
+
+
+@models_app.command("history")
+def models_history(ticker: Annotated[str, typer.Argument(help="Ticker symbol.")]) -> None:
+    """Every promotion decision for a ticker: when, which versions, their scores, and why."""
+    context = guarded(load_context)
+    symbol = ticker.upper()
+    decisions = guarded(lambda: context.store.load_decisions(symbol))
+    if decisions.empty:
+        errors.print(f"no decisions recorded for {symbol}; run `stockcast train`", highlight=False)
+        raise typer.Exit(1)
+    print_history(symbol, decisions)
+
+
+@models_app.command("promote")
+def models_promote(
+    ticker: Annotated[str, typer.Argument(help="Ticker symbol.")],
+    version: Annotated[str, typer.Argument(help="Registered version to promote.")],
+    force: Annotated[bool, typer.Option(help="Skip the gate; recorded as forced.")] = False,
+) -> None:
+    """Make a version champion if it beats the champion and naive on today's window."""
+    from stockcast.lifecycle.promote import promote
+
+    context = guarded(load_context)
+    decision = guarded(lambda: promote(context, ticker.upper(), version, force=force))
+    verdict = "promoted" if decision.promote else "not promoted"
+    console.print(f"{ticker.upper()} v{version}: {verdict}: {decision.reason}", highlight=False)
+    if not decision.promote:
+        raise typer.Exit(1)
+
+
+@models_app.command("rollback")
+def models_rollback(ticker: Annotated[str, typer.Argument(help="Ticker symbol.")]) -> None:
+    """Put back the champion the current one replaced."""
+    from stockcast.registry.champion import rollback
+
+    context = guarded(load_context)
+    decision = guarded(lambda: rollback(context, ticker.upper()))
+    console.print(f"{ticker.upper()}: {decision.reason}", highlight=False)

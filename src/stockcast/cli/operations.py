@@ -1,0 +1,169 @@
+"""Running it in production: ``run`` (the whole daily cycle), ``flows`` (the same under
+Prefect, now or on schedules) and ``db`` (the store's schema migrations)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
+
+from stockcast.cli.common import (
+    SourceOption,
+    TickersOption,
+    console,
+    errors,
+    guarded,
+    load_context,
+    print_error,
+    reported_failures,
+)
+from stockcast.cli.progress import progress
+from stockcast.cli.render import (
+    print_actuals,
+    print_cycle,
+    print_failures,
+    print_health,
+    print_refresh,
+    print_retrained,
+    print_source_note,
+)
+from stockcast.settings import load_settings
+
+flows_app = typer.Typer(
+    help="Prefect flows: run one now, or serve all on their schedules.", no_args_is_help=True
+)
+db_app = typer.Typer(
+    help="The relational store's schema: migrate it, or show where it is.", no_args_is_help=True
+)
+
+FLOW_NAMES = ("daily", "train", "tune", "monitor")
+
+
+def run_command(tickers: TickersOption = None, source: SourceOption = None) -> None:
+    """Run one daily cycle: ingest, validate, features, train where needed, forecast; then
+    score earlier forecasts, monitor, and retrain what drifted."""
+    from stockcast.pipeline import run_cycle
+
+    with reported_failures():
+        context = load_context(tickers, source)
+        names = context.settings.tickers
+        with progress(4 + 2 * len(names)) as step:
+            report = run_cycle(context, names, step=step)
+    print_source_note(report.ingest.note if report.ingest else None)
+    if report.features:
+        print_refresh(context, report.features)
+    print_cycle(context, report)
+    if report.actuals is not None:
+        print_actuals(report.actuals)
+    if report.health:
+        print_health(report.health)
+    print_retrained(report.retrained)
+    print_failures(report.failures)
+    if not report.forecasts:
+        print_error("no forecast was made")
+        raise typer.Exit(1)
+    if report.failures:
+        raise typer.Exit(1)
+
+
+@flows_app.command("run")
+def flows_run(
+    name: Annotated[str, typer.Argument(help="daily, train, tune or monitor.")],
+    tickers: TickersOption = None,
+) -> None:
+    """Run one flow now, in this process (Prefect records it on its server when
+    PREFECT_API_URL names one, else on a temporary local one)."""
+    if name not in FLOW_NAMES:
+        print_error(f"unknown flow {name!r}; choose one of {', '.join(FLOW_NAMES)}")
+        raise typer.Exit(1)
+    guarded(load_settings)
+    from stockcast.orchestration.flows import FLOWS
+
+    names = [ticker.strip().upper() for ticker in tickers.split(",") if ticker.strip()] if tickers else None
+    with reported_failures():
+        result = FLOWS[name](names)
+    console.print_json(data=result, default=str)
+    if isinstance(result, dict) and result.get("failures"):
+        raise typer.Exit(1)
+
+
+@flows_app.command("serve")
+def flows_serve() -> None:
+    """Serve the deployments on their schedules (STOCKCAST_DAILY_CRON, STOCKCAST_TUNE_CRON in
+    STOCKCAST_SCHEDULE_TIMEZONE) until stopped; needs a Prefect server (PREFECT_API_URL)."""
+    guarded(load_settings)
+    from prefect import serve as serve_deployments
+
+    from stockcast.orchestration.flows import deployments
+
+    serve_deployments(*deployments())
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    mlflow_too: Annotated[
+        bool,
+        typer.Option(
+            "--mlflow/--no-mlflow",
+            help="Also migrate MLflow's own database when MLFLOW_TRACKING_URI names one.",
+        ),
+    ] = True,
+) -> None:
+    """Apply the schema migrations to STOCKCAST_DATABASE_URL (a no-op when already current)."""
+    from stockcast.store.database import Store
+
+    settings = guarded(load_settings)
+    store = Store(settings.resolved_database_url, settings.database_timeout_seconds)
+    before, after = guarded(store.upgrade)
+    where = _redacted(settings.resolved_database_url)
+    if before == after:
+        console.print(f"{where}: already at revision {after}", highlight=False)
+    else:
+        console.print(
+            f"{where}: migrated from {before or 'an empty database'} to revision {after}", highlight=False
+        )
+    tracking = settings.resolved_tracking_uri
+    if mlflow_too and tracking.split(":", 1)[0].split("+")[0] in {"sqlite", "postgresql", "mysql", "mssql"}:
+        # MLflow's schema has its own migrations; its own command applies them.
+        done = subprocess.run(  # noqa: S603 - our interpreter, MLflow's own command, a URI argument
+            [sys.executable, "-m", "mlflow", "db", "upgrade", tracking],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            errors.print(
+                f"[red]error:[/red] MLflow's database migration failed: {done.stderr.strip()[-500:]}"
+            )
+            raise typer.Exit(1)
+        console.print(f"{_redacted(tracking)}: MLflow schema current", highlight=False)
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """The schema revision the database is at and the one this version needs."""
+    from stockcast.store.database import Store, head_revision
+
+    settings = guarded(load_settings)
+    store = Store(settings.resolved_database_url, settings.database_timeout_seconds)
+    guarded(store.ping)
+    found, wanted = guarded(store.schema_revision), head_revision()
+    state = "current" if found == wanted else "behind: run `stockcast db upgrade`"
+    console.print(
+        f"{_redacted(settings.resolved_database_url)}: revision {found or 'none'}, needs {wanted} ({state})",
+        highlight=False,
+    )
+    if found != wanted:
+        raise typer.Exit(1)
+
+
+def _redacted(url: str) -> str:
+    """A database URL fit for the console: the password replaced."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.rsplit("@", maxsplit=1)[-1]
