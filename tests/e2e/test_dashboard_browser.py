@@ -36,8 +36,7 @@ def filled_store(tmp_path_factory) -> dict[str, str]:
         "STOCKCAST_TICKERS": TICKERS,
         "STOCKCAST_MODELS": "naive,drift,ridge",
         "STOCKCAST_BACKTEST_DAYS": "100",
-        "STOCKCAST_YAHOO_TIMEOUT_SECONDS": "5",
-        "STOCKCAST_YAHOO_RETRIES": "0",
+        "STOCKCAST_SOURCE": "sample",
     }
     replayed = run_cli(
         "replay", "--start", "2013-02-01", "--days", "20", "--data-dir", env["STOCKCAST_DATA_DIR"], env=env

@@ -46,8 +46,7 @@ def production_env(postgres_server, s3_server, redis_server, tmp_path_factory):
     quick = {
         "STOCKCAST_DATA_DIR": str(folder / "data"),
         "STOCKCAST_TICKERS": TICKERS,
-        "STOCKCAST_YAHOO_TIMEOUT_SECONDS": "5",
-        "STOCKCAST_YAHOO_RETRIES": "0",
+        "STOCKCAST_SOURCE": "sample",
         "STOCKCAST_MODELS": "naive,ridge",
         "STOCKCAST_BACKTEST_DAYS": "100",
     }
