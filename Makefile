@@ -6,7 +6,7 @@ UV := $(BIN)/uv
 UV_VERSION := 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev run test soak lint format serve dashboard screenshots bench bench-full evaluate replay lock clean
+.PHONY: help install install-dev run test image soak lint format serve dashboard screenshots bench bench-full evaluate replay lock clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ run: install ## Run one daily cycle on the embedded defaults and print the forec
 test: install-dev ## Run the whole test suite
 	bash scripts/test-services.sh postgresql redis-server prometheus prometheus-pushgateway prometheus-alertmanager chromium
 	$(BIN)/python -m pytest -p no:cacheprovider --cov --cov-report=term --cov-fail-under=85 $(PYTEST_ARGS)
+
+image: ## Build the Docker image stockcast:latest (its base made from Debian packages where none can be pulled)
+	bash scripts/image.sh
 
 soak: install-dev ## Long runs: fuzzing with 500 requests per route and key mode, 60 s of load
 	FUZZ_EXAMPLES=500 LOAD_SECONDS=60 $(BIN)/python -m pytest -p no:cacheprovider -q tests/integration/test_fuzz.py tests/integration/test_load.py
