@@ -17,10 +17,11 @@
 # then `docker import`ed under the name the Dockerfile uses. The Dockerfile itself is the same
 # everywhere; with the official base (GitHub's runners) this script only builds.
 #
-# Builds run with --network host (nothing is published; the daemon here runs without a bridge),
-# and the package-index settings of this machine that a build can use (http(s) index URLs in
-# PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, UV_DEFAULT_INDEX, UV_INDEX, UV_INDEX_URL,
-# UV_EXTRA_INDEX_URL) are passed as build arguments of the build stage, never into the image.
+# Builds use the host's network when the daemon has no bridge, as the one started here
+# (STOCKCAST_IMAGE_NETWORK overrides), and the package-index settings of this machine that a
+# build can use (http(s) index URLs in PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, UV_DEFAULT_INDEX,
+# UV_INDEX, UV_INDEX_URL, UV_EXTRA_INDEX_URL) are passed as build arguments of the build
+# stages, never into the image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,8 +45,9 @@ command -v docker >/dev/null || die "no docker command (Debian: apt-get install 
 # builds and the containers of the tests use the host's network, bound to loopback). It keeps
 # running for the image to be used; the log and how to stop it are printed.
 if ! docker info >/dev/null 2>&1; then
-  command -v dockerd >/dev/null && [ "$(id -u)" -eq 0 ] ||
+  if ! command -v dockerd >/dev/null || [ "$(id -u)" -ne 0 ]; then
     die "no Docker daemon answers (Debian: apt-get install docker.io, then start dockerd as root)"
+  fi
   log=${TMPDIR:-/tmp}/stockcast-dockerd.log
   setsid dockerd --iptables=false --ip6tables=false --bridge=none > "$log" 2>&1 < /dev/null &
   daemon=$!
@@ -133,7 +135,8 @@ bootstrap_base() {
   mirror=$(debian_mirror main "$release")
   security=$(debian_mirror security "$release")
   root=$(mktemp -d "${TMPDIR:-/var/tmp}/stockcast-base.XXXXXX")
-  trap 'rm -rf --one-file-system "$root"' EXIT
+  # shellcheck disable=SC2064 # the folder of this call, removed however the script ends
+  trap "rm -rf --one-file-system '$root'" EXIT
   say "building $image from Debian $release packages ($mirror)"
   debootstrap --variant=minbase \
     --include=python3,python3-venv,python3-pip,python-is-python3,ca-certificates \
@@ -218,7 +221,11 @@ for image in $(base_images "$DOCKERFILE"); do
   bootstrap_base "$image"
 done
 
-build=(build -f "$DOCKERFILE" -t "$TAG" --network host)
+build=(build -f "$DOCKERFILE" -t "$TAG")
+# The host's network where the daemon has no bridge (as started here); Docker's default elsewhere.
+network=${STOCKCAST_IMAGE_NETWORK:-}
+if [ -z "$network" ] && ! docker network inspect bridge >/dev/null 2>&1; then network=host; fi
+if [ -n "$network" ]; then build+=(--network "$network"); fi
 for name in PIP_INDEX_URL PIP_EXTRA_INDEX_URL UV_DEFAULT_INDEX UV_INDEX UV_INDEX_URL UV_EXTRA_INDEX_URL; do
   value=${!name:-}
   # Only what a build can reach: file:// indexes and find-links folders stay on this machine.
