@@ -32,7 +32,7 @@ SECTIONS = (
     ("Yahoo Finance", ("tests/integration/test_yahoo_replay.py",)),
     ("Bad prices and features", ("tests/integration/test_ingest.py", "tests/unit/test_properties.py")),
     ("Databases and object storage", ("tests/integration/test_faults.py",)),
-    ("Processes killed", ("tests/e2e/test_kill.py",)),
+    ("Processes killed", ("tests/e2e/test_kill.py", "tests/e2e/test_training_lease.py")),
     ("HTTP API", ("tests/integration/test_fuzz.py", "tests/integration/test_load.py")),
 )
 
@@ -42,8 +42,9 @@ INTRO = """\
 Every fault and bad input the test suite injects, what stockcast does, and the test that
 proves it. Faults are real where they can be: PostgreSQL is stopped with `pg_ctl`, S3 is cut
 at the network (a proxy that refuses connections), SQLite is locked by another connection,
-processes are killed with SIGKILL at named fail points (`STOCKCAST_FAILPOINTS`, see
-`src/stockcast/failpoints.py`), and Yahoo's transport refuses connections through a proxy port.
+processes are killed with SIGKILL (or frozen with SIGSTOP) at named fail points
+(`STOCKCAST_FAILPOINTS`, see `src/stockcast/failpoints.py`), and Yahoo's transport refuses
+connections through a proxy port.
 Only Yahoo's answers are replayed (429, malformed, empty, partial), through yfinance's own code.
 
 This page is generated from the tests' `@pytest.mark.fault(what, behaviour)` markers by

@@ -14,15 +14,18 @@ if TYPE_CHECKING:
     from stockcast.ingest.sources import PriceSource
     from stockcast.registry.mlflow_registry import Registry
     from stockcast.store.database import Store
+    from stockcast.store.leases import TrainingLeases
 
 
 class Context:
     """Holds settings and creates each adapter on first use, so a command that needs no
     registry never imports MLflow."""
 
-    def __init__(self, settings: Settings, clock: datetime | None = None):
+    def __init__(self, settings: Settings, clock: datetime | None = None, activity: str | None = None):
         self.settings = settings
         self._clock = clock
+        # What this process is (``stockcast train``, the API), named in the leases it holds.
+        self.activity = activity
 
     def now(self) -> datetime:
         """The current instant; fixed when a replay or a test injects one."""
@@ -42,6 +45,18 @@ class Context:
         else:
             store.check_schema()
         return store
+
+    @cached_property
+    def leases(self) -> TrainingLeases:
+        """This process's training leases: one trainer per ticker across processes and machines."""
+        from stockcast.store.leases import TrainingLeases, default_activity
+
+        return TrainingLeases(
+            self.store,
+            self.activity or default_activity(),
+            self.settings.training_lease_seconds,
+            self.settings.training_lease_wait_seconds,
+        )
 
     @cached_property
     def artifacts(self) -> ArtifactStore:

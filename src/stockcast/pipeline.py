@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pandas as pd
 
@@ -26,10 +27,14 @@ from stockcast.lifecycle.distributed import compute_many
 from stockcast.lifecycle.train import TrainingPlan, TrainingReport, finish_training, plan_training
 from stockcast.monitoring.actuals import ActualsReport, fill_actuals
 from stockcast.monitoring.monitor import TickerHealth, drifted, monitor
+from stockcast.store.leases import LeaseHeldError, LeaseLostError, TrainingLease
 from stockcast.training.backtest import NotEnoughHistoryError
 
 log = logging.getLogger(__name__)
 Step = Callable[[str], None]
+# What a training does about a ticker another process is training: wait for it (interactive
+# commands, API jobs; up to STOCKCAST_TRAINING_LEASE_WAIT_SECONDS) or pass it by (scheduled runs).
+Busy = Literal["wait", "skip"]
 
 
 def _no_step(_: str) -> None:
@@ -47,6 +52,18 @@ class CycleReport:
     health: list[TickerHealth] = field(default_factory=list)
     retrained: list[TrainingReport] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
+    # Tickers due for training that another process was training: why, in one line each.
+    busy: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingRound:
+    """What training several tickers did: a report per trained ticker, why each failed one
+    failed, and, for each ticker another trainer held, the line naming it."""
+
+    reports: list[TrainingReport] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    busy: dict[str, str] = field(default_factory=dict)
 
 
 def _clearly_current(context: Context, ticker: str) -> bool:
@@ -60,6 +77,113 @@ def _clearly_current(context: Context, ticker: str) -> bool:
     return int((newer["date"].dt.date > data_end).sum()) < context.settings.retrain_after_days
 
 
+class _LeasedTraining:
+    """One round's leases: taken per ticker before its plan, released once its decision is
+    applied (or it failed); leases the caller took (``held``) are only used."""
+
+    def __init__(self, context: Context, busy: Busy, held: Mapping[str, TrainingLease] | None):
+        self.context = context
+        self.busy = busy
+        self.held = dict(held or {})
+        self.owned: dict[str, TrainingLease] = {}
+        self.done = TrainingRound()
+
+    def take(self, ticker: str) -> TrainingLease | None:
+        """The ticker's lease, or None (recorded as busy) when another process holds it."""
+        if ticker in self.held:
+            return self.held[ticker]
+        try:
+            lease = self.context.leases.acquire(ticker, wait_seconds=0 if self.busy == "skip" else None)
+        except LeaseHeldError as error:
+            log.info("%s", error)  # the caller reports it (a warning, or an error after a wait)
+            self.done.busy[ticker] = str(error)
+            return None
+        self.owned[ticker] = lease
+        return lease
+
+    def release(self, ticker: str) -> None:
+        lease = self.owned.pop(ticker, None)
+        if lease is not None:
+            self.context.leases.release(lease)
+
+    def release_all(self) -> None:
+        for ticker in list(self.owned):
+            self.release(ticker)
+
+
+def train_round(
+    context: Context,
+    tickers: list[str],
+    force: bool = False,
+    step: Step = _no_step,
+    tune_trials: int = 0,
+    trigger: str = "manual",
+    busy: Busy = "wait",
+    held: Mapping[str, TrainingLease] | None = None,
+    rows_by_ticker: Mapping[str, pd.DataFrame] | None = None,
+) -> TrainingRound:
+    """Train each ticker that needs it on point-in-time features from the feature store (or on
+    ``rows_by_ticker`` when the caller read them), each while holding its training lease: from
+    the plan (the champion it gates against is read under the lease) to the gate's alias move.
+    The driver holds the leases while workers compute. A ticker another process trains is
+    waited for or passed by (``busy``); leases in ``held`` were taken by the caller, which
+    releases them."""
+    leases = _LeasedTraining(context, busy, held)
+    done = leases.done
+    if not force:
+        tickers = [ticker for ticker in tickers if not _clearly_current(context, ticker)]
+    if not tickers:
+        return done
+    if rows_by_ticker is None:
+        rows_by_ticker = historical_training_rows(context, tickers)
+    plans: dict[str, tuple[pd.DataFrame, TrainingPlan, TrainingLease]] = {}
+    settings = context.settings
+    # Workers elsewhere get every job at once, so the driver holds several leases at a time: it
+    # takes them in one global order, so that two drivers never wait for each other in a cycle.
+    # Inline, each lease is released before the next is taken.
+    order = sorted(tickers) if settings.dask_address or settings.training_workers > 1 else tickers
+
+    def planned() -> Iterator[tuple[str, pd.DataFrame, TrainingPlan]]:
+        """Each due ticker's job, handed to the workers as soon as it is planned."""
+        for ticker in order:
+            rows = rows_by_ticker.get(ticker)
+            if rows is None:
+                done.failures[ticker] = (
+                    "no features in the feature store; run `stockcast ingest` and `stockcast features`"
+                )
+                continue
+            lease = leases.take(ticker)
+            if lease is None:
+                continue
+            plan = plan_training(context, ticker, rows, force=force, tune_trials=tune_trials, trigger=trigger)
+            if plan is None:
+                leases.release(ticker)
+                continue
+            plans[ticker] = (rows, plan, lease)
+            yield ticker, rows, plan
+
+    try:
+        for ticker, outcome in compute_many(settings, planned()):
+            step(f"training {ticker}")
+            try:
+                if isinstance(outcome, NotEnoughHistoryError):
+                    done.failures[ticker] = f"cannot train: {outcome}"
+                elif isinstance(outcome, BaseException):
+                    log.exception("training %s failed", ticker, exc_info=outcome)
+                    done.failures[ticker] = f"training failed: {type(outcome).__name__}: {outcome}"
+                else:
+                    rows, plan, lease = plans[ticker]
+                    done.reports.append(finish_training(context, rows, plan, outcome, lease))
+            except LeaseLostError as error:
+                log.info("%s", error)  # reported as the ticker's failure
+                done.failures[ticker] = str(error)
+            finally:
+                leases.release(ticker)
+    finally:
+        leases.release_all()
+    return done
+
+
 def train_many(
     context: Context,
     tickers: list[str],
@@ -67,43 +191,14 @@ def train_many(
     step: Step = _no_step,
     tune_trials: int = 0,
     trigger: str = "manual",
+    busy: Busy = "wait",
+    rows_by_ticker: Mapping[str, pd.DataFrame] | None = None,
 ) -> tuple[list[TrainingReport], dict[str, str]]:
-    """Train each ticker that needs it on point-in-time features from the feature store."""
-    if not force:
-        tickers = [ticker for ticker in tickers if not _clearly_current(context, ticker)]
-    if not tickers:
-        return [], {}
-    rows_by_ticker = historical_training_rows(context, tickers)
-    reports: list[TrainingReport] = []
-    failures: dict[str, str] = {}
-    plans: dict[str, tuple[pd.DataFrame, TrainingPlan]] = {}
-
-    def planned() -> Iterator[tuple[str, pd.DataFrame, TrainingPlan]]:
-        """Each due ticker's job, handed to the workers as soon as it is planned."""
-        for ticker in tickers:
-            rows = rows_by_ticker.get(ticker)
-            if rows is None:
-                failures[ticker] = (
-                    "no features in the feature store; run `stockcast ingest` and `stockcast features`"
-                )
-                continue
-            plan = plan_training(context, ticker, rows, force=force, tune_trials=tune_trials, trigger=trigger)
-            if plan is not None:
-                plans[ticker] = (rows, plan)
-                yield ticker, rows, plan
-
-    for ticker, outcome in compute_many(context.settings, planned()):
-        step(f"training {ticker}")
-        if isinstance(outcome, NotEnoughHistoryError):
-            failures[ticker] = f"cannot train: {outcome}"
-            continue
-        if isinstance(outcome, BaseException):
-            log.exception("training %s failed", ticker, exc_info=outcome)
-            failures[ticker] = f"training failed: {type(outcome).__name__}: {outcome}"
-            continue
-        rows, plan = plans[ticker]
-        reports.append(finish_training(context, rows, plan, outcome))
-    return reports, failures
+    """``train_round`` for callers that count a ticker another trainer held as failed."""
+    done = train_round(
+        context, tickers, force, step, tune_trials, trigger, busy, rows_by_ticker=rows_by_ticker
+    )
+    return done.reports, {**done.failures, **done.busy}
 
 
 def forecast_many(
@@ -136,12 +231,10 @@ def forecast_many(
     return forecasts, failures, logged
 
 
-def retrain_drifted(
-    context: Context, tickers: list[str], step: Step = _no_step
-) -> tuple[list[TrainingReport], dict[str, str]]:
-    """Retrain the tickers whose latest verdict is drift, through the one promotion gate. A
-    ticker whose last training saw data up to fewer than ``drift_days`` sessions ago waits:
-    retraining on almost the same data again would change nothing."""
+def due_for_retraining(context: Context, tickers: list[str]) -> list[str]:
+    """The tickers whose latest verdict is drift. A ticker whose last training saw data up to
+    fewer than ``drift_days`` sessions ago waits: retraining on almost the same data again
+    would change nothing."""
     candidates = drifted(context, tickers)
     decisions = context.store.load_decisions()
     due = []
@@ -161,11 +254,27 @@ def retrain_drifted(
                 )
                 continue
         due.append(ticker)
+    return due
+
+
+def retrain_round(
+    context: Context, tickers: list[str], step: Step = _no_step, busy: Busy = "wait"
+) -> TrainingRound:
+    """Retrain the drifted tickers that are due through the one promotion gate."""
+    due = due_for_retraining(context, tickers)
     if not due:
-        return [], {}
+        return TrainingRound()
     for ticker in due:
         step(f"retraining {ticker}")
-    return train_many(context, due, force=True, trigger="drift")
+    return train_round(context, due, force=True, trigger="drift", busy=busy)
+
+
+def retrain_drifted(
+    context: Context, tickers: list[str], step: Step = _no_step
+) -> tuple[list[TrainingReport], dict[str, str]]:
+    """``retrain_round`` for callers that count a ticker another trainer held as failed."""
+    done = retrain_round(context, tickers, step)
+    return done.reports, {**done.failures, **done.busy}
 
 
 def run_cycle(
@@ -185,16 +294,20 @@ def run_cycle(
     ready = [ticker for ticker in tickers if ticker not in report.failures]
     step("materializing features")
     report.features = refresh_feature_store(context)
-    trained, training_failures = train_many(context, ready, step=step)
-    report.trained = trained
-    report.failures |= training_failures
-    ready = [ticker for ticker in ready if ticker not in training_failures]
+    # Scheduled: a ticker another process is training is passed by and keeps its champion.
+    trained = train_round(context, ready, step=step, busy="skip")
+    report.trained = trained.reports
+    report.failures |= trained.failures
+    report.busy |= trained.busy
+    ready = [ticker for ticker in ready if ticker not in trained.failures]
     report.forecasts, forecast_failures, report.forecasts_logged = forecast_many(context, ready, step)
     report.failures |= forecast_failures
     step("scoring forecasts")
     report.actuals = fill_actuals(context, tickers)
     step("monitoring")
     report.health = monitor(context, tickers, reports=reports, html=html)
-    report.retrained, retrain_failures = retrain_drifted(context, ready, step)
-    report.failures |= retrain_failures
+    retrained = retrain_round(context, ready, step, busy="skip")
+    report.retrained = retrained.reports
+    report.failures |= retrained.failures
+    report.busy |= retrained.busy
     return report

@@ -139,6 +139,12 @@ class Settings(BaseSettings):
     # `training_workers` local processes (1: in the calling process).
     dask_address: str | None = None
     training_workers: int = Field(default=1, ge=1, le=64)
+    # One trainer per ticker (store/leases.py): a lease lapses this long after its holder's last
+    # heartbeat (one every third of it), so a holder that died frees the ticker within it.
+    training_lease_seconds: float = Field(default=60.0, ge=1.0, le=3600.0)
+    # How long `train`, `retrain`, `models promote`/`rollback` and API jobs wait for a ticker
+    # another process is training before they give up naming it; 0: never wait.
+    training_lease_wait_seconds: float = Field(default=600.0, ge=0.0)
     # Schedules of `stockcast flows serve` (cron, in `schedule_timezone`): the daily cycle after
     # the US close on weekdays (the flow itself skips exchange holidays), tuning on Saturdays.
     daily_cron: str = "30 18 * * 1-5"

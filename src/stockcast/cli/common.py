@@ -40,13 +40,16 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from stockcast.ingest.bars import InvalidBatchError
     from stockcast.ingest.sources import SourceUnavailableError
     from stockcast.store.database import StoreUnavailableError
+    from stockcast.store.leases import LeaseHeldError, LeaseLostError
 
     # LookupError: a stage found nothing to work on (no prices, no features); its message
-    # says which command to run first.
+    # says which command to run first. LeaseHeldError: another process trains the ticker.
     return (
         CommandError,
         SettingsError,
         StoreUnavailableError,
+        LeaseHeldError,
+        LeaseLostError,
         ArtifactStoreUnavailableError,
         SourceUnavailableError,
         InvalidBatchError,
@@ -69,8 +72,8 @@ def guarded(action: Callable[[], T]) -> T:
 
 
 def print_error(message: str) -> None:
-    """One red ``error:`` line on stderr; ``message`` may carry rich markup."""
-    errors.print(f"[red]error:[/red] {message}", highlight=False)
+    """One red ``error:`` line on stderr (never wrapped); ``message`` may carry rich markup."""
+    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
 
 
 def setting_overrides(tickers: str | None, source: str | None) -> dict[str, Any]:
@@ -82,7 +85,11 @@ def setting_overrides(tickers: str | None, source: str | None) -> dict[str, Any]
     return overrides
 
 
-def load_context(tickers: str | None = None, source: str | None = None) -> Context:
+def load_context(
+    tickers: str | None = None, source: str | None = None, activity: str | None = None
+) -> Context:
+    """The command's context; ``activity`` (``stockcast train``) names it in the training
+    leases it takes."""
     from stockcast.context import Context
 
-    return Context(load_settings(**setting_overrides(tickers, source)))
+    return Context(load_settings(**setting_overrides(tickers, source)), activity=activity)

@@ -50,10 +50,12 @@ def models_promote(
     version: Annotated[str, typer.Argument(help="Registered version to promote.")],
     force: Annotated[bool, typer.Option(help="Skip the gate; recorded as forced.")] = False,
 ) -> None:
-    """Make a version champion if it beats the champion and naive on today's window."""
+    """Make a version champion if it beats the champion and naive on today's window.
+
+    Waits for a training of the ticker in progress (STOCKCAST_TRAINING_LEASE_WAIT_SECONDS)."""
     from stockcast.lifecycle.promote import promote
 
-    context = guarded(load_context)
+    context = guarded(lambda: load_context(activity="stockcast models promote"))
     decision = guarded(lambda: promote(context, ticker.upper(), version, force=force))
     verdict = "promoted" if decision.promote else "not promoted"
     console.print(f"{ticker.upper()} v{version}: {verdict}: {decision.reason}", highlight=False)
@@ -63,9 +65,11 @@ def models_promote(
 
 @models_app.command("rollback")
 def models_rollback(ticker: Annotated[str, typer.Argument(help="Ticker symbol.")]) -> None:
-    """Put back the champion the current one replaced."""
+    """Put back the champion the current one replaced.
+
+    Waits for a training of the ticker in progress (STOCKCAST_TRAINING_LEASE_WAIT_SECONDS)."""
     from stockcast.registry.champion import rollback
 
-    context = guarded(load_context)
+    context = guarded(lambda: load_context(activity="stockcast models rollback"))
     decision = guarded(lambda: rollback(context, ticker.upper()))
     console.print(f"{ticker.upper()}: {decision.reason}", highlight=False)

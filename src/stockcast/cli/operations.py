@@ -22,6 +22,7 @@ from stockcast.cli.common import (
 from stockcast.cli.progress import progress
 from stockcast.cli.render import (
     print_actuals,
+    print_busy,
     print_cycle,
     print_failures,
     print_health,
@@ -47,7 +48,7 @@ def run_command(tickers: TickersOption = None, source: SourceOption = None) -> N
     from stockcast.pipeline import run_cycle
 
     with reported_failures():
-        context = load_context(tickers, source)
+        context = load_context(tickers, source, activity="stockcast run")
         names = context.settings.tickers
         with progress(4 + 2 * len(names)) as step:
             report = run_cycle(context, names, step=step)
@@ -60,6 +61,7 @@ def run_command(tickers: TickersOption = None, source: SourceOption = None) -> N
     if report.health:
         print_health(report.health)
     print_retrained(report.retrained)
+    print_busy(report.busy)
     print_failures(report.failures)
     if not report.forecasts:
         print_error("no forecast was made")

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from stockcast.cli.common import console, errors
@@ -20,6 +21,16 @@ if TYPE_CHECKING:
 def print_failures(failures: dict[str, str]) -> None:
     for ticker, reason in sorted(failures.items()):
         errors.print(f"[red]failed[/red] {ticker}: {reason}", highlight=False)
+
+
+def print_busy(busy: dict[str, str]) -> None:
+    """Tickers a scheduled run passed by because another process was training them."""
+    for ticker in sorted(busy):
+        errors.print(
+            f"[bold yellow]warning:[/bold yellow] {escape(busy[ticker])}; not trained by this run",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def print_source_note(note: str | None) -> None:

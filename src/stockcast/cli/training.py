@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from stockcast.cli.common import (
     SourceOption,
@@ -32,14 +33,17 @@ def train_command(
         ),
     ] = 0,
 ) -> None:
-    """Backtest every candidate, register the best and apply the promotion gate."""
-    from stockcast.pipeline import train_many
+    """Backtest every candidate, register the best and apply the promotion gate.
 
-    context = guarded(lambda: load_context(tickers))
+    A ticker another process is training is waited for (STOCKCAST_TRAINING_LEASE_WAIT_SECONDS),
+    then named with its trainer and exit code 1."""
+    from stockcast.pipeline import train_round
+
+    context = guarded(lambda: load_context(tickers, activity="stockcast train"))
     names = context.settings.tickers
     with reported_failures(), progress(len(names)) as step:
-        reports, failures = train_many(context, names, force=force, step=step, tune_trials=tune)
-    _report_training(reports, failures)
+        done = train_round(context, names, force=force, step=step, tune_trials=tune)
+    _report_training(done)
 
 
 def retrain_command(
@@ -49,25 +53,28 @@ def retrain_command(
     everything: Annotated[bool, typer.Option("--all", help="Retrain every configured ticker.")] = False,
 ) -> None:
     """Retrain drifted tickers (or the named ones, or --all) through the promotion gate."""
-    from stockcast.pipeline import retrain_drifted, train_many
+    from stockcast.pipeline import retrain_round, train_round
 
-    context = guarded(lambda: load_context(tickers))
+    context = guarded(lambda: load_context(tickers, activity="stockcast retrain"))
     names = context.settings.tickers
     with reported_failures():
         if tickers or everything:
-            reports, failures = train_many(context, names, force=True)
+            done = train_round(context, names, force=True)
         else:
-            reports, failures = retrain_drifted(context, names)
-    if not reports and not failures:
+            done = retrain_round(context, names)
+    if not done.reports and not done.failures and not done.busy:
         console.print("nothing to retrain: no ticker has drifted (see `stockcast monitor`)")
-    _report_training(reports, failures)
+    _report_training(done)
 
 
-def _report_training(reports: list[Any], failures: dict[str, str]) -> None:
-    """One line per trained ticker with the gate's verdict; failures on stderr, exit 1."""
-    print_training(reports)
-    print_failures(failures)
-    if failures:
+def _report_training(done: Any) -> None:
+    """One line per trained ticker with the gate's verdict; failures on stderr, and one error
+    line per ticker another process kept training past the wait; exit 1 after either."""
+    print_training(done.reports)
+    print_failures(done.failures)
+    for ticker in sorted(done.busy):
+        print_error(escape(done.busy[ticker]))
+    if done.failures or done.busy:
         raise typer.Exit(1)
 
 

@@ -10,6 +10,7 @@ from stockcast.modeling.results import BacktestResult
 from stockcast.modeling.specs import ModelSpec
 from stockcast.registry.champion import apply_decision
 from stockcast.registry.promotion import should_promote
+from stockcast.store.leases import TrainingLease
 from stockcast.training.backtest import common_window, run_backtests
 from stockcast.training.models import default_spec
 
@@ -25,8 +26,17 @@ def _score_on_common_window(
     return run_backtests(rows, specs, backtest_config(context), context.settings.random_seed)
 
 
-def promote(context: Context, ticker: str, version: str, force: bool = False) -> Decision:
-    """Make ``version`` champion if the gate agrees on today's window (or when forced)."""
+def promote(
+    context: Context, ticker: str, version: str, force: bool = False, wait_seconds: float | None = None
+) -> Decision:
+    """Make ``version`` champion if the gate agrees on today's window (or when forced), holding
+    the ticker's training lease throughout (waiting up to ``wait_seconds`` for a training of it,
+    the setting when None)."""
+    with context.leases.holding(ticker, wait_seconds) as lease:
+        return _promote(context, ticker, version, force, lease)
+
+
+def _promote(context: Context, ticker: str, version: str, force: bool, lease: TrainingLease) -> Decision:
     from mlflow.exceptions import MlflowException
 
     registry = context.registry
@@ -40,7 +50,9 @@ def promote(context: Context, ticker: str, version: str, force: bool = False) ->
     if force:
         replaced = f"v{champion.version}" if champion else "none"
         decision = Decision(True, f"forced by an operator over the gate (champion was {replaced})")
-        apply_decision(context, ticker, challenger, champion, None, decision, "promote", forced=True)
+        apply_decision(
+            context, ticker, challenger, champion, None, decision, "promote", lease=lease, forced=True
+        )
         return decision
     specs = [default_spec("naive"), challenger.spec] + ([champion.spec] if champion else [])
     results = _score_on_common_window(context, ticker, list({spec.key(): spec for spec in specs}.values()))
@@ -53,5 +65,5 @@ def promote(context: Context, ticker: str, version: str, force: bool = False) ->
         settings.promotion_alpha,
         settings.promotion_margin,
     )
-    apply_decision(context, ticker, challenger, champion, window, decision, "promote")
+    apply_decision(context, ticker, challenger, champion, window, decision, "promote", lease=lease)
     return decision

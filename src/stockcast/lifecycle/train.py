@@ -25,6 +25,7 @@ from stockcast.modeling.specs import ModelSpec, spec_tag
 from stockcast.registry.champion import apply_decision
 from stockcast.registry.mlflow_registry import RegisteredVersion
 from stockcast.registry.promotion import decide
+from stockcast.store.leases import LeaseLostError, TrainingLease
 from stockcast.training.backtest import (
     BacktestConfig,
     best_candidate,
@@ -196,9 +197,11 @@ def compute_training(rows: pd.DataFrame, plan: TrainingPlan) -> Computed:
 
 
 def finish_training(
-    context: Context, rows: pd.DataFrame, plan: TrainingPlan, computed: Computed
+    context: Context, rows: pd.DataFrame, plan: TrainingPlan, computed: Computed, lease: TrainingLease
 ) -> TrainingReport:
-    """Log the runs, register the chosen model and apply the promotion gate."""
+    """Log the runs, register the chosen model and apply the promotion gate, under ``lease``
+    (the ticker's, held since the plan read the champion). A lease lost meanwhile leaves the
+    registered version without an alias and raises ``LeaseLostError`` naming it."""
     settings = context.settings
     registry = context.registry
     ticker, champion, results, chosen = plan.ticker, plan.champion, computed.results, computed.chosen
@@ -215,9 +218,23 @@ def finish_training(
     tags = version_tags(chosen, rows, lineage, settings.interval_level)
     registered = registry.register(ticker, model_uri, run_id, tags)
     failpoint("train.registered")
-    apply_decision(
-        context, ticker, registered, champion, common_window(results), decision, "train", trigger=plan.trigger
-    )
+    try:
+        apply_decision(
+            context,
+            ticker,
+            registered,
+            champion,
+            common_window(results),
+            decision,
+            "train",
+            lease=lease,
+            trigger=plan.trigger,
+        )
+    except LeaseLostError as error:
+        registry.tag_version(
+            ticker, registered.version, {"decision": "not applied", "decision_reason": str(error)}
+        )
+        raise LeaseLostError(f"{error}; v{registered.version} stays registered without an alias") from None
     return TrainingReport(
         ticker=ticker,
         version=registered.version,
@@ -238,8 +255,10 @@ def train_ticker(
     trigger: str = "manual",
 ) -> TrainingReport | None:
     """Train one ticker on its labelled rows when it needs it (or when forced); None when its
-    champion was current. With ``tune_trials``, tuned versions of the candidates compete too."""
-    plan = plan_training(context, ticker, rows, force, tune_trials, trigger)
-    if plan is None:
-        return None
-    return finish_training(context, rows, plan, compute_training(rows, plan))
+    champion was current. With ``tune_trials``, tuned versions of the candidates compete too.
+    Holds the ticker's training lease throughout, waiting for another trainer as configured."""
+    with context.leases.holding(ticker) as lease:
+        plan = plan_training(context, ticker, rows, force, tune_trials, trigger)
+        if plan is None:
+            return None
+        return finish_training(context, rows, plan, compute_training(rows, plan), lease)

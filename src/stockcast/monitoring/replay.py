@@ -148,7 +148,7 @@ def replay(
     config = replay_settings(settings, directory).model_copy(
         update={"source": f"file:{history}", "report_every_days": report_every}
     )
-    context = Context(config)
+    context = Context(config, activity="stockcast replay")
     for index, session in enumerate(sessions):
         context.set_clock(after_close(tickers[0], session))
         last = index == len(sessions) - 1
@@ -156,7 +156,7 @@ def replay(
             step(f"{session} ({index + 1}/{len(sessions)})")
         # Reports where due (STOCKCAST_REPORT_EVERY_DAYS = report_every); HTML on the last day.
         cycle = run_cycle(context, tickers, reports=True if last else None, html=last)
-        for ticker, reason in cycle.failures.items():
+        for ticker, reason in {**cycle.failures, **cycle.busy}.items():
             log.info("%s %s: %s", session, ticker, reason)
     report = summarize(context, tickers, sessions[0], sessions[-1], directory)
     report.note = note

@@ -5,7 +5,9 @@ function from ``stockcast.pipeline`` or ``stockcast.monitoring`` for its tickers
   backoff; the feature refresh is cached on a fingerprint of the stored prices, so a rerun with
   nothing new ingested skips it.
 - Training and forecasting are mapped per ticker: a ticker that fails fails its own task run,
-  is listed in the flow's result and in the log, and the others carry on.
+  is listed in the flow's result and in the log, and the others carry on. A ticker another
+  process is training (it holds the ticker's lease) is skipped with a warning and listed as
+  ``busy`` in the result: a scheduled run does not wait for it.
 - Tasks build the stores from the environment (``STOCKCAST_*``), once per process, so the same
   flows run in-process, under ``stockcast flows serve`` or on a Prefect work pool.
 
@@ -44,7 +46,7 @@ def current_context() -> Context:
     key = json.dumps(sorted((k, v) for k, v in os.environ.items() if k.startswith(("STOCKCAST_", "MLFLOW_"))))
     with _lock:
         if key not in _contexts:
-            _contexts[key] = Context(load_settings())
+            _contexts[key] = Context(load_settings(), activity="a Prefect flow")
         return _contexts[key]
 
 
@@ -112,16 +114,19 @@ def refresh_features() -> dict[str, Any]:
 def train_one(
     ticker: str, force: bool = False, tune_trials: int = 0, trigger: str = "manual"
 ) -> dict[str, Any]:
-    from stockcast.pipeline import train_many
+    from stockcast.pipeline import train_round
 
-    reports, failures = train_many(
-        current_context(), [ticker], force=force, tune_trials=tune_trials, trigger=trigger
+    done = train_round(
+        current_context(), [ticker], force=force, tune_trials=tune_trials, trigger=trigger, busy="skip"
     )
-    if ticker in failures:
-        raise TickerFailedError(f"{ticker}: {failures[ticker]}")
-    if not reports:
+    if ticker in done.failures:
+        raise TickerFailedError(f"{ticker}: {done.failures[ticker]}")
+    if ticker in done.busy:
+        get_run_logger().warning("%s; skipped", done.busy[ticker])
+        return {"ticker": ticker, "trained": False, "busy": done.busy[ticker]}
+    if not done.reports:
         return {"ticker": ticker, "trained": False}
-    report = reports[0]
+    report = done.reports[0]
     get_run_logger().info(
         "%s: v%s %s %s: %s",
         ticker,
@@ -178,10 +183,16 @@ def monitor_tickers(tickers: list[str], reports: bool | None = None) -> dict[str
 
 @task
 def retrain_drifted_tickers(tickers: list[str]) -> dict[str, Any]:
-    from stockcast.pipeline import retrain_drifted
+    from stockcast.pipeline import retrain_round
 
-    reports, failures = retrain_drifted(current_context(), tickers)
-    return {"retrained": [report.ticker for report in reports], "failures": failures}
+    done = retrain_round(current_context(), tickers, busy="skip")
+    for reason in done.busy.values():
+        get_run_logger().warning("%s; skipped", reason)
+    return {
+        "retrained": [report.ticker for report in done.reports],
+        "failures": done.failures,
+        "busy": done.busy,
+    }
 
 
 def _outcomes(tickers: list[str], futures: list[Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -199,6 +210,11 @@ def _outcomes(tickers: list[str], futures: list[Any]) -> tuple[list[dict[str, An
     if failed:
         get_run_logger().error("failed tickers: %s", "; ".join(f"{t} ({why})" for t, why in failed.items()))
     return done, failed
+
+
+def _busy(trained: list[dict[str, Any]]) -> dict[str, str]:
+    """The tickers a training flow passed by because another process was training them."""
+    return {result["ticker"]: result["busy"] for result in trained if "busy" in result}
 
 
 def _trading_today(tickers: list[str]) -> list[str]:
@@ -230,7 +246,7 @@ def daily(tickers: list[str] | None = None, only_trading_days: bool = False) -> 
     ingested = ingest_prices(names)
     usable = [ticker for ticker in names if ticker not in ingested["failures"]]
     refresh_features()
-    _, training_failures = _outcomes(usable, train_one.map(usable, trigger="scheduled"))
+    trained, training_failures = _outcomes(usable, train_one.map(usable, trigger="scheduled"))
     ready = [ticker for ticker in usable if ticker not in training_failures]
     forecasts, forecast_failures = _outcomes(ready, forecast_one.map(ready))
     actuals = score_actuals(names)
@@ -241,6 +257,7 @@ def daily(tickers: list[str] | None = None, only_trading_days: bool = False) -> 
         "actuals": actuals,
         "statuses": statuses,
         "retrained": retrained["retrained"],
+        "busy": {**_busy(trained), **retrained["busy"]},
         "failures": {
             **ingested["failures"],
             **training_failures,
@@ -255,7 +272,7 @@ def train(tickers: list[str] | None = None, force: bool = True) -> dict[str, Any
     """Backtest, register and gate the given tickers (all configured ones by default)."""
     names = _tickers(tickers)
     done, failed = _outcomes(names, train_one.map(names, force=force))
-    return {"trained": done, "failures": failed}
+    return {"trained": done, "busy": _busy(done), "failures": failed}
 
 
 @flow(name="stockcast-tune", task_runner=SERIAL)
@@ -263,7 +280,7 @@ def tune(tickers: list[str] | None = None, trials: int = 20) -> dict[str, Any]:
     """Weekly: Optuna-tuned candidates compete with the defaults through the promotion gate."""
     names = _tickers(tickers)
     done, failed = _outcomes(names, train_one.map(names, force=True, tune_trials=trials))
-    return {"trained": done, "failures": failed}
+    return {"trained": done, "busy": _busy(done), "failures": failed}
 
 
 @flow(name="stockcast-monitor", task_runner=SERIAL)

@@ -4,7 +4,8 @@ Every path decides with the one gate (``promotion.decide``) on scores from the s
 out-of-sample window, moves the alias only after the decision, and records the decision in the
 relational store so ``stockcast models history`` can say which version served when, and why.
 Training and an operator's promote reach ``apply_decision`` through ``stockcast.lifecycle``,
-which scores the window; rollback needs no scores and lives here.
+which scores the window; rollback needs no scores and lives here. Each holds the ticker's
+training lease, and the alias moves only after the lease is confirmed (``store/leases.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pandas as pd
 from stockcast.context import Context
 from stockcast.modeling.gate import Decision, GateWindow
 from stockcast.registry.mlflow_registry import CHALLENGER, CHAMPION, RegisteredVersion
+from stockcast.store.leases import TrainingLease
 
 
 def decision_tags(decision: Decision, spec_key: str) -> dict[str, str]:
@@ -37,11 +39,16 @@ def apply_decision(
     window: GateWindow | None,
     decision: Decision,
     action: str,
+    *,
+    lease: TrainingLease,
     forced: bool = False,
     trigger: str | None = None,
 ) -> None:
-    """Move the alias the decision calls for, tag the version, and record the decision."""
+    """Move the alias the decision calls for, tag the version, and record the decision, while
+    ``lease`` (the ticker's, taken before the champion was read) still holds: it is renewed by
+    its token first, and ``LeaseLostError`` leaves the aliases and the history untouched."""
     registry = context.registry
+    lease.confirm()
     registry.set_alias(ticker, CHAMPION if decision.promote else CHALLENGER, challenger.version)
     registry.tag_version(ticker, challenger.version, decision_tags(decision, challenger.spec.key()))
 
@@ -78,6 +85,8 @@ def apply_decision(
             "alpha": decision.alpha,
             "window_sessions": decision.sessions,
             "tests": decision.tests_json() if decision.comparisons else None,
+            "decided_by": lease.owner,
+            "lease_acquired_at": lease.acquired_at,
         }
     )
 
@@ -96,18 +105,22 @@ def previous_champion(context: Context, ticker: str, current: str) -> str | None
     return None if pd.isna(previous) else str(previous)
 
 
-def rollback(context: Context, ticker: str) -> Decision:
-    """Put back the champion the current one replaced."""
-    registry = context.registry
-    champion = registry.champion(ticker)
-    if champion is None:
-        raise LookupError(f"{ticker} has no champion to roll back")
-    previous = previous_champion(context, ticker, champion.version)
-    if previous is None:
-        raise LookupError(
-            f"{ticker}'s champion v{champion.version} replaced no earlier version; nothing to roll back to"
+def rollback(context: Context, ticker: str, wait_seconds: float | None = None) -> Decision:
+    """Put back the champion the current one replaced, holding the ticker's training lease
+    (waiting up to ``wait_seconds`` for a training of it, the setting when None)."""
+    with context.leases.holding(ticker, wait_seconds) as lease:
+        registry = context.registry
+        champion = registry.champion(ticker)
+        if champion is None:
+            raise LookupError(f"{ticker} has no champion to roll back")
+        previous = previous_champion(context, ticker, champion.version)
+        if previous is None:
+            raise LookupError(
+                f"{ticker}'s champion v{champion.version} replaced no earlier version; nothing to roll back to"
+            )
+        restored = registry.version(ticker, previous)
+        decision = Decision(True, f"rolled back from v{champion.version} to v{previous}")
+        apply_decision(
+            context, ticker, restored, champion, None, decision, "rollback", lease=lease, forced=True
         )
-    restored = registry.version(ticker, previous)
-    decision = Decision(True, f"rolled back from v{champion.version} to v{previous}")
-    apply_decision(context, ticker, restored, champion, None, decision, "rollback", forced=True)
-    return decision
+        return decision

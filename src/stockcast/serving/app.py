@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from stockcast.serving.security import ApiKeys
         from stockcast.serving.state import ChampionCache, ServingState
 
-        context = Context(config)
+        context = Context(config, activity="the API")
         state = ServingState(
             context=context,
             champions=ChampionCache(context, config.tickers, metrics),

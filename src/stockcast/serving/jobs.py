@@ -1,10 +1,10 @@
-"""Training started through the API: queued in the store, run on a small thread pool, and
-serialised per ticker so two trainings of one ticker never race for its champion alias."""
+"""Training started through the API: queued in the store and run on a small thread pool. A job
+first takes the training lease of each of its tickers (``store/leases.py``), so no other
+process or thread trains them or moves their champion alias while it runs."""
 
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -18,13 +18,7 @@ class JobRunner:
         self.context = context
         self.on_finished = on_finished
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stockcast-job")
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
         self._futures: dict[str, Future[None]] = {}
-
-    def _lock_for(self, ticker: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(ticker, threading.Lock())
 
     def submit_training(self, tickers: list[str], tune_trials: int = 0) -> str:
         job_id = uuid.uuid4().hex
@@ -37,15 +31,25 @@ class JobRunner:
         self._futures[job_id].result(timeout=timeout)
 
     def _train(self, job_id: str, tickers: list[str], tune_trials: int) -> None:
-        from stockcast.pipeline import train_many
+        from stockcast.pipeline import train_round
+        from stockcast.store.leases import LeaseHeldError, TrainingLease
 
-        # Locks in a fixed order, so two jobs over overlapping tickers cannot deadlock.
-        locks = [self._lock_for(ticker) for ticker in sorted(tickers)]
-        for lock in locks:
-            lock.acquire()
+        leases = self.context.leases
+        held: list[TrainingLease] = []
         try:
+            # The job stays queued while another process trains one of its tickers, for up to
+            # STOCKCAST_TRAINING_LEASE_WAIT_SECONDS. Leases are taken in one global order, so
+            # two holders of several leases never wait for each other in a cycle.
+            for ticker in sorted(tickers):
+                held.append(leases.acquire(ticker, activity=f"API job {job_id}"))
             self.context.store.update_job(job_id, status="running", started_at=datetime.now(UTC))
-            reports, failures = train_many(self.context, tickers, force=True, tune_trials=tune_trials)
+            done = train_round(
+                self.context,
+                tickers,
+                force=True,
+                tune_trials=tune_trials,
+                held={lease.ticker: lease for lease in held},
+            )
             result = {
                 "trained": [
                     {
@@ -56,14 +60,19 @@ class JobRunner:
                         "reason": r.decision.reason,
                         "champion_version": r.champion_version,
                     }
-                    for r in reports
+                    for r in done.reports
                 ],
-                "failures": failures,
+                "failures": done.failures,
             }
-            status = "failed" if failures and not reports else "succeeded"
-            error = "; ".join(f"{ticker}: {reason}" for ticker, reason in failures.items()) or None
+            status = "failed" if done.failures and not done.reports else "succeeded"
+            error = "; ".join(f"{ticker}: {reason}" for ticker, reason in done.failures.items()) or None
             self.context.store.update_job(
                 job_id, status=status, finished_at=datetime.now(UTC), result=result, error=error
+            )
+        except LeaseHeldError as busy:
+            log.warning("job %s not run: %s", job_id, busy)
+            self.context.store.update_job(
+                job_id, status="failed", finished_at=datetime.now(UTC), error=str(busy)
             )
         except Exception as error:
             log.exception("job %s failed", job_id)
@@ -74,8 +83,8 @@ class JobRunner:
                 error=f"{type(error).__name__}: {error}",
             )
         finally:
-            for lock in reversed(locks):
-                lock.release()
+            for lease in reversed(held):
+                leases.release(lease)
             self.on_finished()
 
     def shutdown(self) -> None:

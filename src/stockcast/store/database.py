@@ -456,5 +456,104 @@ class Store:
         with self._reading() as connection:
             return pd.DataFrame(connection.execute(query).fetchall(), columns=[c.name for c in jobs.columns])
 
+    # -- training leases (issue 20) ------------------------------------------------------------
+    # One row per ticker being trained; each call below is one short transaction, and none is
+    # held open while the ticker trains (stockcast.store.leases keeps the heartbeat).
+    def _lease_clock(self, connection: Connection) -> datetime:
+        """The time every holder of a lease is judged by. PostgreSQL's own clock, so machines
+        whose clocks disagree a little still agree on expiries; a SQLite file lives on one
+        machine, whose clock it is."""
+        if self._is_sqlite:
+            return datetime.now(UTC)
+        return _as_utc(connection.execute(select(func.clock_timestamp())).scalar_one())
+
+    def try_acquire_lease(
+        self, ticker: str, owner: str, token: str, ttl_seconds: float
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Take ``ticker``'s lease when nobody holds it or its holder let it expire, in one
+        statement (insert, or take over the expired row). Returns (True, the lease taken) or
+        (False, the live holder's row, None if it was released meanwhile)."""
+        from datetime import timedelta
+
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        from stockcast.store.schema import training_leases as leases
+
+        with self._writing() as connection:
+            now = self._lease_clock(connection)
+            row = {
+                "ticker": ticker,
+                "owner": owner,
+                "token": token,
+                "acquired_at": now,
+                "renewed_at": now,
+                "expires_at": now + timedelta(seconds=ttl_seconds),
+            }
+            insert: Any = (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(
+                leases
+            ).values(row)
+            statement = insert.on_conflict_do_update(
+                index_elements=["ticker"],
+                set_={name: insert.excluded[name] for name in row if name != "ticker"},
+                where=leases.c.expires_at < now,
+            ).returning(leases.c.token)
+            taken = connection.execute(statement).scalar_one_or_none() == token
+            if taken:
+                return True, row
+            holder = connection.execute(select(leases).where(leases.c.ticker == ticker)).mappings().first()
+        return False, _lease_row(holder)
+
+    def renew_lease(self, ticker: str, token: str, ttl_seconds: float) -> datetime | None:
+        """Push the expiry of the lease ``token`` holds; its new expiry, or None when the token
+        no longer holds the lease (released, or expired and taken by another)."""
+        from datetime import timedelta
+
+        from stockcast.store.schema import training_leases as leases
+
+        with self._writing() as connection:
+            now = self._lease_clock(connection)
+            expires = now + timedelta(seconds=ttl_seconds)
+            statement = (
+                leases.update()
+                .where(leases.c.ticker == ticker, leases.c.token == token)
+                .values(renewed_at=now, expires_at=expires)
+                .returning(leases.c.token)
+            )
+            renewed = connection.execute(statement).scalar_one_or_none() is not None
+        return expires if renewed else None
+
+    def release_lease(self, ticker: str, token: str) -> bool:
+        """Give the lease up; False when ``token`` no longer held it."""
+        from stockcast.store.schema import training_leases as leases
+
+        with self._writing() as connection:
+            result = connection.execute(
+                leases.delete().where(leases.c.ticker == ticker, leases.c.token == token)
+            )
+        return int(result.rowcount) == 1
+
+    def lease_holder(self, ticker: str) -> dict[str, Any] | None:
+        """The row of ``ticker``'s lease (expired or not), None when nobody holds it."""
+        from stockcast.store.schema import training_leases as leases
+
+        with self._reading() as connection:
+            row = connection.execute(select(leases).where(leases.c.ticker == ticker)).mappings().first()
+        return _lease_row(row)
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# -- training leases (issue 20) ------------------------------------------------------------------
+def _as_utc(value: datetime) -> datetime:
+    """SQLite hands timestamps back without their zone; every stored one is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _lease_row(row: Any) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    lease = dict(row)
+    for name in ("acquired_at", "renewed_at", "expires_at"):
+        lease[name] = _as_utc(lease[name])
+    return lease

@@ -108,6 +108,10 @@ promotions = Table(
     Column("alpha", Float),
     Column("window_sessions", Integer),
     Column("tests", Text),
+    # Who applied the decision and since when it held the ticker's training lease (migration
+    # 0007): the decision was planned, gated and applied inside [lease_acquired_at, decided_at].
+    Column("decided_by", String(255)),
+    Column("lease_acquired_at", DateTime(timezone=True)),
     Index("ix_promotions_ticker_decided", "ticker", "decided_at"),
 )
 
@@ -155,4 +159,18 @@ monitoring = Table(
     # Scale-free and probabilistic scores of the last window of forecasts (migration 0006), JSON:
     # rmsse, coverage and msis per level, mean scaled pinball loss, the direction test.
     Column("scores", Text),
+)
+
+# One row per ticker while a process trains it or moves its champion alias (migration 0007):
+# the holder, a random token and an expiry the holder's heartbeat pushes forward. A row whose
+# expiry has passed belongs to nobody; releasing deletes it. See store/leases.py.
+training_leases = Table(
+    "training_leases",
+    metadata,
+    Column("ticker", String(32), primary_key=True),
+    Column("owner", String(255), nullable=False),
+    Column("token", String(64), nullable=False),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("renewed_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
 )

@@ -50,15 +50,18 @@ def build_router() -> APIRouter:
         dependencies=KEY_REQUIRED,
     )
     def rollback(ticker: str, state: StateDep) -> RollbackResponse:
-        """Put back the champion the current one replaced; served from the next request on."""
+        """Put back the champion the current one replaced; served from the next request on. 409
+        when there is none, or while another process trains the ticker."""
         from stockcast.registry.champion import rollback as roll_back
+        from stockcast.store.leases import LeaseHeldError
 
         symbol = ticker.upper()
         if symbol not in state.champions.tickers:
             raise HTTPException(404, f"unknown ticker {symbol}")
         try:
-            decision = roll_back(state.context, symbol)
-        except LookupError as error:
+            # A request does not wait for a training of the ticker: 409 names its trainer.
+            decision = roll_back(state.context, symbol, wait_seconds=0)
+        except (LookupError, LeaseHeldError) as error:
             raise HTTPException(409, str(error)) from error
         state.champions.refresh()
         served = state.champions.get(symbol)
