@@ -45,6 +45,7 @@ BENCHMARKS = {
     "features": ["bench_features.py"],
     "serving": ["bench_serving.py", "bench_online.py"],
     "scale": ["bench_scale.py"],
+    "arima": ["bench_arima.py"],
     "scale-full": ["bench_scale.py --full"],
 }
 FULL = ("scale-full",)  # `make bench-full`; `make bench` leaves them out
@@ -67,6 +68,8 @@ PACKAGES = (
     "evidently",
     "prefect",
     "dask",
+    "scipy",
+    "statsmodels",
     "sqlalchemy",
 )
 

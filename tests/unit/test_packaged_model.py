@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.series import labelled
+from tests.series import autocorrelated_bars, labelled
 
+from stockcast.features.build import FEATURE_COLUMNS, TARGET_COLUMN
 from stockcast.forecasting.predict import make_forecast
-from stockcast.registry.pyfunc_model import ForecastModel, bounds_of, forecast_frame
-from stockcast.training.models import NaiveForecaster
+from stockcast.registry.pyfunc_model import INPUT_COLUMNS, ForecastModel, bounds_of, forecast_frame
+from stockcast.training.models import NaiveForecaster, default_spec, make_forecaster
 
 
 def test_every_level_is_served_nested_and_the_configured_one_is_the_interval(make_bars):
@@ -40,3 +41,25 @@ def test_a_version_registered_before_multi_level_intervals_still_serves_its_own(
     assert frame["upper"].to_numpy() == pytest.approx(close * np.exp(spread))
     assert frame["lower"].to_numpy() == pytest.approx(close * np.exp(-spread))
     assert old.predict(None, rows).equals(frame)
+
+
+def test_an_arima_champion_saved_and_loaded_by_mlflow_serves_what_was_fitted(tmp_path):
+    """The `arima` candidate fitted by conditional least squares is packaged as the registry
+    stores it (an MLflow pyfunc model), loaded back, and serves the same forecasts and
+    intervals as the fitted forecaster: the backtest scores what is served."""
+    import mlflow.pyfunc
+
+    rows = labelled(autocorrelated_bars(700, phi=0.4))
+    train, recent = rows.iloc[:-30], rows.tail(30)
+    forecaster = make_forecaster(default_spec("arima")).fit(train[FEATURE_COLUMNS], train[TARGET_COLUMN])
+    assert forecaster.weights[0] == pytest.approx(0.4, abs=0.1)
+    bounds = {0.5: (-0.6, 0.7), 0.9: (-1.6, 1.8)}
+    packaged = ForecastModel(forecaster, default_spec("arima").key(), "arima", bounds, 0.9)
+    mlflow.pyfunc.save_model(str(tmp_path / "model"), python_model=packaged, pip_requirements=[])
+    loaded = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    served = loaded.predict(recent[INPUT_COLUMNS].reset_index(drop=True))
+    expected = forecast_frame(forecaster, bounds, 0.9, recent.reset_index(drop=True))
+    assert list(served.columns) == list(expected.columns)
+    assert np.allclose(served.to_numpy(), expected.to_numpy(), rtol=0, atol=1e-9)
+    unwrapped = loaded.unwrap_python_model().forecaster
+    assert np.array_equal(unwrapped.weights, forecaster.weights) and unwrapped.mean == forecaster.mean

@@ -57,8 +57,8 @@ RETURN_HISTORY_COLUMNS = ["log_ret_1", *(f"ret_lag_{lag}" for lag in range(1, DA
 
 
 class ArimaForecaster:
-    """ARIMA(p, 1, q) on log prices, i.e. ARMA(p, q) on daily log returns, fitted by
-    statsmodels on the training window's consecutive returns.
+    """ARIMA(p, 1, q) on log prices, i.e. ARMA(p, q) with a mean on daily log returns, fitted by
+    conditional least squares (``arma.py``) on the training window's consecutive returns.
 
     Forecasts use the model's autoregressive form truncated at ten lags, read from the feature
     row's own return history, so the packaged model needs no state beyond its coefficients
@@ -74,18 +74,15 @@ class ArimaForecaster:
         self.weights = np.zeros(DAILY_LAGS)
 
     def fit(self, features: pd.DataFrame, target: pd.Series) -> ArimaForecaster:
-        import warnings
-
-        from statsmodels.tsa.arima.model import ARIMA
         from statsmodels.tsa.arima_process import arma2ar
 
-        with warnings.catch_warnings():
-            # Convergence chatter on near-white-noise returns; the fit is used either way.
-            warnings.simplefilter("ignore")
-            result = ARIMA(target.to_numpy(float), order=self.order, trend="c").fit()
-        self.mean = float(result.params[0])
-        ar_polynomial = np.r_[1.0, -np.asarray(result.arparams)]
-        ma_polynomial = np.r_[1.0, np.asarray(result.maparams)]
+        from stockcast.training.arma import fit_arma
+
+        p, _, q = self.order
+        fitted = fit_arma(target.to_numpy(float), p, q)
+        self.mean = fitted.mean
+        ar_polynomial = np.r_[1.0, -fitted.ar]
+        ma_polynomial = np.r_[1.0, fitted.ma]
         if len(ma_polynomial) > 1 and np.any(np.abs(np.roots(ma_polynomial[::-1])) <= 1.0):
             # Not invertible: no finite autoregressive form; fall back to the AR part alone.
             ma_polynomial = np.array([1.0])
