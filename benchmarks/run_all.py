@@ -45,6 +45,7 @@ BENCHMARKS = {
     "features": ["bench_features.py"],
     "serving": ["bench_serving.py", "bench_online.py"],
     "scale": ["bench_scale.py"],
+    "monitoring": ["bench_monitor.py"],
     "arima": ["bench_arima.py"],
     "scale-full": ["bench_scale.py --full"],
 }
@@ -75,6 +76,19 @@ PACKAGES = (
 
 # Why a goal is missed, from profiling (kept here so results.md states it next to the figure).
 REASONS = {
+    "daily monitor step, 500 tickers, averaged over the report cadence (Evidently reports every 5 weekdays), vs the same KS tests and rolling RMSE computed directly (direct time / step time; goal: the step within 2x)": (
+        "the daily figures no longer go through Evidently (the step on a day without reports is "
+        "within the goal, the row above); what is left is the periodic Evidently reports, about "
+        "1.5-6 s a ticker on this machine (its load), every ticker's on the same day once they "
+        "started together, one day in five. cProfile of four tickers' reports: 26.4 of 30.7 s in "
+        "Evidently's Report.run, 12.2 s of it building plotly figures (make_subplots, "
+        "update_layout) for each of the 29 columns' widgets, the rest its per-column statistics; "
+        "writing JSON and HTML about 1 s. Evidently builds the widgets while it computes, so a "
+        "JSON-only report costs the same. What would meet it: the periodic reports out of the "
+        "daily step (STOCKCAST_REPORTS_WHEN_DUE=false and a weekly `stockcast monitor --reports`), "
+        "or a report of fewer columns; both change what the reports are for, so they are left to "
+        "a decision."
+    ),
     "rows/s vs the per-ticker pandas loop": (
         "cProfile after the rewrite shows no hot spot left: about 150 vectorised operations "
         "over all rows share the time (the largest: pandas' exponential filter, 5 calls, ~20 ms; "

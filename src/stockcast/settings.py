@@ -121,11 +121,12 @@ class Settings(BaseSettings):
     # Share of drifted features that puts a ticker on watch.
     drift_share_watch: float = Field(default=0.5, gt=0, le=1)
     # Evidently reports (about 1.5 s a ticker) are written when a ticker has none yet, its
-    # champion or status changed, or this many weekdays have passed; days between carry the
-    # latest report's drift figures. `stockcast monitor --reports` writes them all now.
+    # champion or status changed, or this many weekdays have passed; days between link the
+    # latest report. The drift figures are computed every day without Evidently (the same KS
+    # test). `stockcast monitor --reports` writes the reports of all now.
     report_every_days: int = Field(default=5, ge=1)
     # False: the Evidently reports are written only when asked (`stockcast monitor --reports`,
-    # say weekly), never by the daily cycle; drift figures then come from the latest report.
+    # say weekly), never by the daily cycle; the daily drift figures are computed all the same.
     reports_when_due: bool = True
     # `stockcast summary`: an OpenAI-compatible endpoint (base URL ending in /v1), model and key
     # let a language model rewrite the template's text. All three unset (default): template only.

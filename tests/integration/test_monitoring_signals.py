@@ -164,7 +164,7 @@ def ks_drifted(bars: pd.DataFrame, ticker: str) -> list[str]:
     return [
         column
         for column in FEATURE_COLUMNS
-        if stats.ks_2samp(reference[column], current[column]).pvalue < KS_ALPHA
+        if stats.ks_2samp(reference[column], current[column]).pvalue <= KS_ALPHA
     ]
 
 
@@ -255,14 +255,19 @@ def firing(alertname: str, labels: dict[str, str], value: float = 0.0) -> dict[s
     return {"exp_labels": labels, "exp_annotations": expected_annotations(alertname, labels, value)}
 
 
-def test_shifted_features_are_named_stored_exported_and_alerted(monitored, tmp_path):
-    """Evidently's verdicts for MSFT's amplified returns match a direct KS test, name the
+def test_shifted_features_are_named_stored_exported_and_alerted(monitored, tmp_path, caplog):
+    """The drift verdicts for MSFT's amplified returns match a direct KS test, name the
     volatility features among them, are stored with the share, put MSFT on watch though its
     errors are fine, and reach /metrics and the feature-drift alert; AAPL's real bars stay
     below the watch share and out of that alert."""
     context = monitored.context()
-    healths = {health.ticker: health for health in monitor(context, TICKERS, reports=True, html=False)}
+    with caplog.at_level(logging.WARNING, logger="stockcast.monitoring.monitor"):
+        healths = {health.ticker: health for health in monitor(context, TICKERS, reports=True, html=False)}
     shifted, steady = healths[SHIFTED], healths[NARROW]
+    # The reports were written, and their Evidently figures agreed with the daily ones (the
+    # monitor warns when they do not).
+    assert shifted.report_written and steady.report_written
+    assert not [record for record in caplog.records if "Evidently's report names" in record.getMessage()]
     watch_share = context.settings.drift_share_watch
 
     expected = ks_drifted(monitored.bars, SHIFTED)
@@ -309,6 +314,48 @@ def test_shifted_features_are_named_stored_exported_and_alerted(monitored, tmp_p
             "StockcastMonitoringAbsent": [],
         },
     )
+
+
+# Real windows of the bundled sample: (ticker, as-of date, the champion's data end). Calm and
+# turbulent stretches, reference windows right before the current one and a year before it.
+REAL_WINDOWS = [
+    ("AAPL", "2005-07-29", "2005-05-31"),
+    ("MSFT", "2008-10-31", "2008-09-30"),
+    ("GOOG", "2008-11-28", "2007-12-31"),
+    ("IBM", "2009-03-31", "2009-02-27"),
+    ("AAPL", "2011-08-31", "2011-07-29"),
+    ("MSFT", "2012-06-29", "2011-06-30"),
+    ("IBM", "2013-02-28", "2013-01-31"),
+]
+
+
+def test_the_daily_drift_figures_name_the_features_evidently_names(monitored, sample_bars):
+    """The daily figures are computed without Evidently (feature_drift.py); on report days
+    Evidently's data-drift report computes its own. Both run the same test, so on real windows
+    they name the same features with the same share: the sample's tickers in calm and
+    turbulent years, and MSFT's shifted and AAPL's real windows as the monitor takes them."""
+    from stockcast.monitoring.feature_drift import drift_windows, feature_drift
+    from stockcast.monitoring.reports import data_drift
+
+    windows = []
+    for ticker, as_of, data_end in REAL_WINDOWS:
+        bars = sample_bars.loc[(sample_bars["ticker"] == ticker) & (sample_bars["date"] <= as_of)]
+        features = build_features(bars).dropna(subset=FEATURE_COLUMNS)
+        windows.append(drift_windows(features, pd.Timestamp(data_end).date(), CURRENT_DAYS, REFERENCE_DAYS))
+    for ticker in TICKERS:
+        bars = monitored.bars.loc[monitored.bars["ticker"] == ticker]
+        features = build_features(bars).dropna(subset=FEATURE_COLUMNS)
+        data_end = features.loc[features["date"] < NEW_FROM, "date"].iloc[-1].date()
+        windows.append(drift_windows(features, data_end, CURRENT_DAYS, REFERENCE_DAYS))
+    counts = []
+    for reference, current in windows:
+        assert len(reference) == REFERENCE_DAYS and len(current) == CURRENT_DAYS
+        daily = feature_drift(reference, current)
+        _, share, drifted = data_drift(reference, current)
+        assert daily is not None and daily.drifted == drifted and daily.share == pytest.approx(share)
+        counts.append(len(drifted))
+    # Windows with a few drifted features and windows with many: the comparison is not empty.
+    assert min(counts) <= 8 and max(counts) >= 20, counts
 
 
 def test_a_ticker_goes_on_watch_at_the_configured_share_and_not_below_it(monitored, monkeypatch):

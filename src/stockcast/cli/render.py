@@ -188,7 +188,7 @@ def print_health(healths: list[Any]) -> None:
     carried = len([health for health in healths if health.report_uri and not health.report_written])
     if carried:
         console.print(
-            f"{carried} ticker(s) keep the drift figures of their latest report (not due yet)",
+            f"{carried} ticker(s) link their latest reports (not due yet); drift figures are today's",
             highlight=False,
         )
     for health in healths:

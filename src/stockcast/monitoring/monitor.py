@@ -1,12 +1,18 @@
 """`stockcast monitor`: per ticker, how its champion is doing in production and whether its
 inputs still look like what it was trained on. One row per ticker and day goes to the
-``monitoring`` table; the Evidently reports go to the artifact store."""
+``monitoring`` table; the Evidently reports go to the artifact store.
+
+The step reads what it needs for all its tickers at once (their bars, their scored forecasts,
+their registered versions: a few queries, not a few per ticker), computes every ticker's figures
+from those, among them the daily data-drift figures (``feature_drift.py``, without Evidently),
+writes the Evidently reports of the tickers whose reports are due, and stores the rows together.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +21,11 @@ import pandas as pd
 
 from stockcast.monitoring.actuals import daily_outcomes
 from stockcast.monitoring.drift import DRIFT, OK, UNKNOWN, WATCH, DriftRule, Performance, assess
+from stockcast.monitoring.feature_drift import drift_windows, feature_drift
 
 if TYPE_CHECKING:
     from stockcast.context import Context
+    from stockcast.registry.mlflow_registry import RegisteredVersion
 
 log = logging.getLogger(__name__)
 
@@ -71,43 +79,63 @@ def drift_rule(context: Context) -> DriftRule:
     )
 
 
-def feature_windows(
-    context: Context, ticker: str, as_of: date, data_end: date | None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(reference, current) feature rows: the last ``drift_window`` sessions up to ``as_of``
-    against the ``reference_days`` sessions the champion learned from (up to its data end, and
-    never overlapping the current window). Computed by the same code as training features."""
+@dataclass
+class MonitorInputs:
+    """What the step reads for its tickers, once for all of them."""
+
+    bars: dict[str, pd.DataFrame]  # stored bars per ticker, oldest first
+    features: dict[str, pd.DataFrame]  # complete feature rows per ticker, oldest first
+    outcomes: dict[str, pd.DataFrame]  # one scored forecast per day, oldest first
+    champions: dict[str, RegisteredVersion]
+    versions: dict[str, dict[str, RegisteredVersion]] = field(default_factory=dict)
+
+    def backtest_rmse(self, ticker: str, version: str) -> float:
+        """The walk-forward RMSE a registered version promised (NaN when unknown)."""
+        found = self.versions.get(ticker, {}).get(str(version))
+        return found.metric("rmse") if found is not None else float("nan")
+
+
+def _by_ticker(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Each ticker's rows of a frame sorted by ticker (as the store returns it): contiguous
+    slices, not copies."""
+    if frame.empty:
+        return {}
+    names = frame["ticker"].to_numpy()
+    cuts = np.flatnonzero(names[1:] != names[:-1]) + 1
+    starts, ends = np.r_[0, cuts], np.r_[cuts, len(names)]
+    if len(set(names[starts])) < len(starts):  # not grouped by ticker after all
+        return {str(ticker): rows for ticker, rows in frame.groupby("ticker", sort=False)}
+    return {str(names[start]): frame.iloc[start:end] for start, end in zip(starts, ends, strict=True)}
+
+
+def read_inputs(context: Context, tickers: list[str]) -> MonitorInputs:
+    """The bars, features, scored forecasts and registered versions of ``tickers``: one query
+    each and a few registry searches. Features are computed by the same code as training's."""
     from stockcast.features.build import FEATURE_COLUMNS, build_features
 
-    settings = context.settings
-    bars = context.store.load_prices([ticker], end=as_of)
-    features = build_features(bars).dropna(subset=FEATURE_COLUMNS)
-    current = features.tail(settings.drift_window)
-    if current.empty:
-        return features.iloc[0:0], current
-    before = features.loc[features["date"] < current["date"].iloc[0]]
-    if data_end is not None:
-        before = before.loc[before["date"] <= pd.Timestamp(data_end)]
-    return before.tail(settings.reference_days), current
+    bars = context.store.load_prices(tickers)
+    features = build_features(bars).dropna(subset=FEATURE_COLUMNS) if not bars.empty else bars
+    evaluated = context.store.evaluated_forecasts_of(tickers)
+    outcomes = {ticker: daily_outcomes(rows) for ticker, rows in _by_ticker(evaluated).items()}
+    registry = context.registry
+    versions = registry.versions_of(tickers)
+    champions = {
+        ticker: versions[ticker][version]
+        for ticker, version in registry.aliased(tickers).items()
+        if version in versions.get(ticker, {})
+    }
+    return MonitorInputs(_by_ticker(bars), _by_ticker(features), outcomes, champions, versions)
 
 
-def _backtest_rmse(context: Context, ticker: str, version: str) -> float:
-    """The walk-forward RMSE a registered version promised (NaN when unknown)."""
-    try:
-        return context.registry.version(ticker, str(version)).metric("rmse")
-    except Exception:
-        return float("nan")
-
-
-def _live_scores(context: Context, ticker: str, outcomes: pd.DataFrame) -> dict[str, float]:
+def _live_scores(context: Context, outcomes: pd.DataFrame, bars: pd.DataFrame) -> dict[str, float]:
     """Scale-free scores of the last drift window of scored forecasts (see ``scores.py``)."""
     from stockcast.monitoring.scores import live_scores
 
     window = context.settings.drift_window
     if len(outcomes) < window:
         return {}
-    first_as_of = pd.Timestamp(outcomes["as_of"].iloc[-window]).date()
-    history = context.store.load_prices([ticker], end=first_as_of)["close"].to_numpy(float)
+    first_as_of = pd.Timestamp(outcomes["as_of"].iloc[-window])
+    history = bars.loc[bars["date"] <= first_as_of, "close"].to_numpy(float)
     days = context.settings.train_window_days or len(history)
     return live_scores(outcomes, history[-days:], window)
 
@@ -138,67 +166,68 @@ def monitor_ticker(
     reports: bool | None = None,
     html: bool = True,
     previous: dict[str, Any] | None = None,
+    inputs: MonitorInputs | None = None,
 ) -> TickerHealth | None:
     """Assess one ticker as of its newest stored bar; None when it has no bars.
 
-    ``reports``: True writes the Evidently reports, False skips them, None writes them when
-    due (see ``report_due``) and otherwise carries the drift figures of ``previous`` (the
-    ticker's latest monitoring row)."""
-    store = context.store
-    as_of = store.latest_price_date(ticker)
-    if as_of is None:
+    The drift figures are computed every day. ``reports``: True writes the Evidently reports,
+    False skips them, None writes them when due (see ``report_due``) and otherwise points to
+    the latest ones of ``previous`` (the ticker's latest monitoring row). ``inputs``: what
+    ``read_inputs`` read for the step's tickers (read for this ticker alone when None)."""
+    if inputs is None:
+        inputs = read_inputs(context, [ticker])
+    settings = context.settings
+    bars = inputs.bars.get(ticker)
+    if bars is None or bars.empty:
         return None
-    champion = context.registry.champion(ticker)
+    as_of = bars["date"].iloc[-1].date()
+    champion = inputs.champions.get(ticker)
     version = champion.version if champion else None
     backtest_rmse = champion.metric("rmse") if champion else None
-    outcomes = daily_outcomes(store.evaluated_forecasts(ticker))
-    promised = {served: _backtest_rmse(context, ticker, served) for served in set(outcomes["model_version"])}
+    outcomes = inputs.outcomes.get(ticker)
+    if outcomes is None:
+        outcomes = daily_outcomes(_no_forecasts())
+    promised = {served: inputs.backtest_rmse(ticker, served) for served in set(outcomes["model_version"])}
     performance = assess(outcomes, outcomes["model_version"].map(promised), drift_rule(context))
-    scores = _live_scores(context, ticker, outcomes)
+    scores = _live_scores(context, outcomes, bars)
     data_end = (
         date.fromisoformat(champion.tags["data_end"]) if champion and "data_end" in champion.tags else None
     )
+    features = inputs.features.get(ticker, bars.iloc[0:0])
+    reference, current = drift_windows(features, data_end, settings.drift_window, settings.reference_days)
+    drift = feature_drift(reference, current)
+    drift_share = drift.share if drift is not None else None
+    drifted = drift.drifted if drift is not None else []
+
     if reports is None:
-        due = report_due(previous, as_of, version, performance.status, context.settings.report_every_days)
+        due = report_due(previous, as_of, version, performance.status, settings.report_every_days)
         reports = due is not None
         if due:
             log.info("%s: writing reports (%s)", ticker, due)
-
-    drift_share: float | None = None
-    drifted: list[str] = []
     report_uri: str | None = None
     report_as_of: date | None = None
     written = None
     if reports:
         from stockcast.monitoring.reports import write_reports
 
-        reference, current = feature_windows(context, ticker, as_of, data_end)
         written = write_reports(
-            context,
-            ticker,
-            as_of,
-            reference,
-            current,
-            outcomes.tail(context.settings.drift_window),
-            html=html,
+            context, ticker, as_of, reference, current, outcomes.tail(settings.drift_window), html=html
         )
         if written is not None:
-            drift_share, drifted, report_uri = written.drift_share, written.drifted_features, written.uri
-            report_as_of = as_of
+            report_uri, report_as_of = written.uri, as_of
+            if written.drifted_features != drifted:  # the same test: they must agree
+                log.warning(
+                    "%s: Evidently's report names drifted features %s, the daily figures %s",
+                    ticker,
+                    written.drifted_features,
+                    drifted,
+                )
     elif previous is not None and previous.get("report_uri"):
-        carried_share = previous.get("drift_share")
-        drift_share = None if carried_share is None or pd.isna(carried_share) else float(carried_share)
-        drifted = json.loads(previous.get("drifted_features") or "[]")
         report_uri, report_as_of = previous["report_uri"], previous.get("report_as_of")
     status, reason = performance.status, performance.reason
-    if (
-        status in (OK, UNKNOWN)
-        and drift_share is not None
-        and drift_share >= context.settings.drift_share_watch
-    ):
+    if status in (OK, UNKNOWN) and drift_share is not None and drift_share >= settings.drift_share_watch:
         status = WATCH
-        seen = "" if report_as_of == as_of else f" in the report of {report_as_of}"
-        reason = f"{reason}; {drift_share:.0%} of features drifted{seen} ({', '.join(drifted)})"
+        reason = f"{reason}; {drift_share:.0%} of features drifted ({', '.join(drifted)})"
     return TickerHealth(
         ticker=ticker,
         as_of=as_of,
@@ -216,6 +245,12 @@ def monitor_ticker(
     )
 
 
+def _no_forecasts() -> pd.DataFrame:
+    from stockcast.store.database import FORECAST_COLUMNS
+
+    return pd.DataFrame(columns=FORECAST_COLUMNS)
+
+
 def monitor(
     context: Context, tickers: list[str], reports: bool | None = None, html: bool = True
 ) -> list[TickerHealth]:
@@ -226,10 +261,11 @@ def monitor(
         reports = False
     latest = context.store.load_monitoring(latest_only=True)
     previous = {str(row["ticker"]): row for row in latest.to_dict("records")}
+    inputs = read_inputs(context, tickers)
     healths = [
         health
         for ticker in tickers
-        if (health := monitor_ticker(context, ticker, reports, html, previous.get(ticker)))
+        if (health := monitor_ticker(context, ticker, reports, html, previous.get(ticker), inputs))
     ]
     context.store.upsert_monitoring([health.row(context.now()) for health in healths])
     if context.settings.pushgateway_url and healths:
@@ -261,9 +297,11 @@ __all__ = [
     "OK",
     "UNKNOWN",
     "WATCH",
+    "MonitorInputs",
     "TickerHealth",
     "drifted",
     "monitor",
     "monitor_ticker",
+    "read_inputs",
     "report_due",
 ]

@@ -1,6 +1,7 @@
 """Evidently reports: data drift of recent features against the training window, and the
 regression performance of scored forecasts. Saved as HTML and JSON to the artifact store under
-``reports/{ticker}/{date}/``; the key figures come back for the monitoring table.
+``reports/{ticker}/{date}/`` when due (see ``monitor.report_due``); their drift figures come
+back so that the monitor can check them against the daily ones (``feature_drift.py``).
 
 Evidently is imported here only (it takes seconds): ``stockcast monitor`` pays for it, the API
 never does.
@@ -18,12 +19,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from stockcast.features.build import FEATURE_COLUMNS
+from stockcast.monitoring.feature_drift import KS_THRESHOLD, MIN_ROWS
 
 if TYPE_CHECKING:
     from stockcast.context import Context
 
-# Below this many rows on either side a drift test says more about sample size than drift.
-MIN_ROWS = 10
 DRIFT_COUNT = "evidently:metric_v2:DriftedColumnsCount"
 VALUE_DRIFT = "evidently:metric_v2:ValueDrift"
 
@@ -48,12 +48,13 @@ def _metric(result: dict[str, Any], kind: str) -> Any:
 def data_drift(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[Any, float, list[str]]:
     """The Evidently snapshot, the share of drifted features and their names. Every feature is
     declared numerical (Evidently would take a low-cardinality one for categorical) and the
-    test is pinned to Kolmogorov-Smirnov at 0.05, whatever the window sizes."""
+    test is pinned to Kolmogorov-Smirnov at 0.05, whatever the window sizes: the test
+    ``feature_drift.py`` computes every day without Evidently."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
     definition = DataDefinition(numerical_columns=list(FEATURE_COLUMNS))
-    report = Report([DataDriftPreset(num_method="ks", threshold=0.05)], include_tests=True)
+    report = Report([DataDriftPreset(num_method="ks", threshold=KS_THRESHOLD)], include_tests=True)
     snapshot = report.run(
         Dataset.from_pandas(current[FEATURE_COLUMNS].astype(float), data_definition=definition),
         Dataset.from_pandas(reference[FEATURE_COLUMNS].astype(float), data_definition=definition),

@@ -37,7 +37,9 @@ def live_scores(outcomes: pd.DataFrame, history_close: np.ndarray, window: int) 
     recent = outcomes.tail(window)
     if len(recent) < window or window == 0:
         return {}
-    bounds = [_bounds(row) for row in recent.to_dict(orient="records")]
+    # Only the columns the intervals need: a logged row also carries its features.
+    columns = [column for column in ("intervals", "level", "lower", "upper") if column in recent.columns]
+    bounds = [_bounds(row) for row in recent[columns].to_dict(orient="records")]
     levels = sorted(set.intersection(*(set(each) for each in bounds)))
     frame = pd.DataFrame(
         {

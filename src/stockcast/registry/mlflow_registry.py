@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 EXPERIMENT_NAME = "stockcast"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# Bulk reads: model names per search, and results per page.
+SEARCH_BATCH = 100
+SEARCH_PAGE = 10_000
 
 
 def model_name_for(ticker: str) -> str:
@@ -222,6 +225,54 @@ class Registry:
 
     def champion(self, ticker: str) -> RegisteredVersion | None:
         return self.by_alias(ticker, CHAMPION)
+
+    def versions_of(self, tickers: list[str]) -> dict[str, dict[str, RegisteredVersion]]:
+        """Every registered version of each ticker's model, by version number: a few searches
+        for all the tickers instead of a request per ticker and version."""
+        names = {model_name_for(ticker): ticker for ticker in tickers}
+        found: dict[str, dict[str, RegisteredVersion]] = {ticker: {} for ticker in tickers}
+        listed = sorted(names)
+        for start in range(0, len(listed), SEARCH_BATCH):
+            # Model names hold only [A-Za-z0-9_.-] (model_name_for): safe between quotes.
+            quoted = ", ".join(f"'{name}'" for name in listed[start : start + SEARCH_BATCH])
+            token = None
+            while True:
+                page = self._client.search_model_versions(
+                    f"name IN ({quoted})", max_results=SEARCH_PAGE, page_token=token
+                )
+                for found_version in page:
+                    ticker = names[found_version.name]
+                    tags = dict(found_version.tags)
+                    found[ticker][str(found_version.version)] = RegisteredVersion(
+                        ticker,
+                        found_version.name,
+                        str(found_version.version),
+                        spec_from_tags(tags),
+                        tags,
+                        found_version.run_id,
+                    )
+                token = page.token
+                if not token:
+                    break
+        return found
+
+    def aliased(self, tickers: list[str], alias: str = CHAMPION) -> dict[str, str]:
+        """The version number ``alias`` names for each ticker that has it, from one listing of
+        the registered models (paged) instead of a request per ticker."""
+        names = {model_name_for(ticker): ticker for ticker in tickers}
+        aliased: dict[str, str] = {}
+        token = None
+        while True:
+            page = self._client.search_registered_models(
+                "name LIKE 'stockcast-%'", max_results=1000, page_token=token
+            )
+            for model in page:
+                version = (model.aliases or {}).get(alias)
+                if model.name in names and version is not None:
+                    aliased[names[model.name]] = str(version)
+            token = page.token
+            if not token:
+                return aliased
 
     def set_alias(self, ticker: str, alias: str, version: str) -> None:
         self._client.set_registered_model_alias(model_name_for(ticker), alias, version)

@@ -153,8 +153,8 @@ monitoring = Table(
     Column("reason", Text),
     Column("report_uri", Text),
     Column("computed_at", DateTime(timezone=True), nullable=False),
-    # The day of the Evidently reports the drift figures come from (migration 0005): reports
-    # are written on a cadence, and the days between carry the latest one's figures.
+    # The day of the Evidently reports ``report_uri`` names (migration 0005): reports are
+    # written on a cadence, and the days between link the latest; drift figures are the day's.
     Column("report_as_of", Date),
     # Scale-free and probabilistic scores of the last window of forecasts (migration 0006), JSON:
     # rmsse, coverage and msis per level, mean scaled pinball loss, the direction test.
