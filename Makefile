@@ -75,7 +75,7 @@ screenshots: install-dev ## Refresh the README's dashboard screenshots (the brow
 	bash scripts/test-services.sh chromium
 	DASHBOARD_SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -p no:cacheprovider -q tests/e2e/test_dashboard_browser.py
 
-bench: install-dev ## Run the benchmarks (~15 min on 2 cores); write benchmarks/results.md and the README's table (installs wrk)
+bench: install-dev ## Run the benchmarks (~23 min on 2 cores); write benchmarks/results.md and the README's table (installs wrk)
 	bash scripts/test-services.sh wrk
 	$(BIN)/python benchmarks/run_all.py
 
