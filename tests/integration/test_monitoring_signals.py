@@ -120,7 +120,11 @@ class Monitored:
 def monitored(sample_bars, tmp_path_factory) -> Iterator[Monitored]:
     folder = tmp_path_factory.mktemp("signals")
     with pytest.MonkeyPatch.context() as patch:
-        for name in [name for name in os.environ if name.startswith("STOCKCAST_")]:
+        # MLflow's variable too: a module fixture of an earlier file may have left it set, and
+        # the settings the tests load later (without it) would name another registry.
+        for name in [
+            name for name in os.environ if name.startswith("STOCKCAST_") or name == "MLFLOW_TRACKING_URI"
+        ]:
             patch.delenv(name)
         patch.chdir(folder)
         settings = load_settings(tickers=",".join(TICKERS), data_dir=folder / "data", **SETTINGS)
