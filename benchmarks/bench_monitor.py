@@ -82,11 +82,10 @@ def build_store(folder: Path, tickers: list[str]) -> Any:
     """The monitoring store described above; returns its context (settings from STOCKCAST_*)."""
     from stockcast.context import Context
     from stockcast.features.build import FEATURE_COLUMNS, build_features
-    from stockcast.features.feature_store import FEATURE_SERVICE
     from stockcast.features.offline import refresh_feature_store
     from stockcast.forecasting.predict import batch_request_id, feature_values, make_forecast
     from stockcast.ingest.ingest import ingest
-    from stockcast.lifecycle.train import backtest_config, feature_hash, version_tags
+    from stockcast.lifecycle.train import backtest_config, training_lineage, version_tags
     from stockcast.monitoring.actuals import fill_actuals
     from stockcast.pipeline import train_many
     from stockcast.registry.mlflow_registry import CHAMPION, model_name_for
@@ -127,13 +126,7 @@ def build_store(folder: Path, tickers: list[str]) -> Any:
     for ticker in others:
         rows = rows_by_ticker[ticker]
         result = run_backtests(rows, [naive], backtest_config(history), settings.random_seed)[naive.key()]
-        lineage = {
-            "data_start": rows["date"].iloc[0].date().isoformat(),
-            "data_end": rows["date"].iloc[-1].date().isoformat(),
-            "feature_hash": feature_hash(rows),
-            "rows": str(len(rows)),
-            "feature_service": FEATURE_SERVICE,
-        }
+        lineage = training_lineage(rows)
         tags = version_tags(result, rows, lineage, settings.interval_level)
         registered = registry.register(ticker, logged.source, logged.run_id, tags)
         registry.set_alias(ticker, CHAMPION, registered.version)

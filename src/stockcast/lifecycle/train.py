@@ -196,6 +196,17 @@ def compute_training(rows: pd.DataFrame, plan: TrainingPlan) -> Computed:
     return Computed(results, chosen, forecaster, decision, plots)
 
 
+def training_lineage(rows: pd.DataFrame) -> dict[str, str]:
+    """What a registered version records of the rows it was trained on."""
+    return {
+        "data_start": rows["date"].iloc[0].date().isoformat(),
+        "data_end": rows["date"].iloc[-1].date().isoformat(),
+        "feature_hash": feature_hash(rows),
+        "rows": str(len(rows)),
+        "feature_service": FEATURE_SERVICE,
+    }
+
+
 def finish_training(
     context: Context, rows: pd.DataFrame, plan: TrainingPlan, computed: Computed, lease: TrainingLease
 ) -> TrainingReport:
@@ -206,13 +217,7 @@ def finish_training(
     registry = context.registry
     ticker, champion, results, chosen = plan.ticker, plan.champion, computed.results, computed.chosen
     decision = computed.decision
-    lineage = {
-        "data_start": rows["date"].iloc[0].date().isoformat(),
-        "data_end": rows["date"].iloc[-1].date().isoformat(),
-        "feature_hash": feature_hash(rows),
-        "rows": str(len(rows)),
-        "feature_service": FEATURE_SERVICE,
-    }
+    lineage = training_lineage(rows)
     example = rows[[*FEATURE_COLUMNS, "close"]].tail(1).reset_index(drop=True)
     run_id, model_uri = registry.log_training(ticker, computed, lineage, example, settings.interval_level)
     tags = version_tags(chosen, rows, lineage, settings.interval_level)
