@@ -32,7 +32,10 @@ SECTIONS = (
     ("Yahoo Finance", ("tests/integration/test_yahoo_replay.py",)),
     ("Bad prices and features", ("tests/integration/test_ingest.py", "tests/unit/test_properties.py")),
     ("Databases and object storage", ("tests/integration/test_faults.py",)),
-    ("Processes killed", ("tests/e2e/test_kill.py", "tests/e2e/test_training_lease.py")),
+    (
+        "Processes killed",
+        ("tests/e2e/test_kill.py", "tests/e2e/test_training_lease.py", "tests/e2e/test_training_jobs.py"),
+    ),
     ("HTTP API", ("tests/integration/test_fuzz.py", "tests/integration/test_load.py")),
 )
 

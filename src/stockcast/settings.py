@@ -146,6 +146,17 @@ class Settings(BaseSettings):
     # How long `train`, `retrain`, `models promote`/`rollback` and API jobs wait for a ticker
     # another process is training before they give up naming it; 0: never wait.
     training_lease_wait_seconds: float = Field(default=600.0, ge=0.0)
+    # Training jobs (POST /train): with a broker (redis://host:6379/1) they are sent to Celery
+    # workers (`stockcast worker`); without one the API runs them on its own threads. Either way
+    # the job's row is beaten every `job_heartbeat_seconds` by the process running it; a row not
+    # beaten for three beats belongs to a dead process and is queued again, up to
+    # `job_max_attempts` starts, then failed.
+    celery_broker_url: SecretStr | None = None
+    # Redis hands an unacknowledged message to another worker after this long: keep it above
+    # the longest training (a job's tickers, tuning included), or one job trains twice at once.
+    celery_visibility_timeout_seconds: float = Field(default=21600.0, ge=60.0)
+    job_heartbeat_seconds: float = Field(default=10.0, ge=0.1, le=600.0)
+    job_max_attempts: int = Field(default=3, ge=1, le=100)
     # Schedules of `stockcast flows serve` (cron, in `schedule_timezone`): the daily cycle after
     # the US close on weekdays (the flow itself skips exchange holidays), tuning on Saturdays.
     daily_cron: str = "30 18 * * 1-5"

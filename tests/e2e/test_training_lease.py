@@ -130,7 +130,7 @@ def test_three_commands_and_an_api_job_train_one_ticker_one_at_a_time(
 
     decisions = context.store.load_decisions("AAPL").sort_values("lease_acquired_at").reset_index(drop=True)
     trainers = {f"stockcast train on {HOST} pid {command.pid}" for command in commands}
-    assert set(decisions["decided_by"]) == trainers | {f"API job {job_id} on {HOST} pid {os.getpid()}"}
+    assert set(decisions["decided_by"]) == trainers | {f"job {job_id} on {HOST} pid {os.getpid()}"}
     assert len(decisions) == 4 and (decisions["action"] == "train").all()
 
     # One at a time: each interval from taking the lease to recording the decision ends before

@@ -229,9 +229,9 @@ def test_training_job_runs_in_the_background_and_its_promotion_is_served(client,
 
 
 def test_trainings_of_one_ticker_never_overlap(client, context, versions):
-    from stockcast.serving.jobs import JobRunner
+    from stockcast.jobs.local import LocalJobRunner
 
-    runner: JobRunner = client.app.state.serving.jobs
+    runner: LocalJobRunner = client.app.state.serving.jobs
     ids = [runner.submit_training(["AAA"]) for _ in range(2)]
     for job_id in ids:
         runner.wait(job_id, timeout=120)

@@ -3,13 +3,14 @@ dashboard (``dashboard``)."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from stockcast.cli.common import TickersOption, guarded, load_context, reported_failures
+from stockcast.cli.common import TickersOption, guarded, load_context, print_error, reported_failures
 from stockcast.cli.render import print_cycle, print_failures
 from stockcast.settings import load_settings
 
@@ -116,3 +117,27 @@ def run_forwarding_signals(command: list[str], grace_seconds: float = 10.0) -> i
         for timer in deadline:
             timer.cancel()
     return code if code >= 0 else 128 - code
+
+
+def worker_command(
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=64, help="Jobs trained at once (Celery child processes).")
+    ] = 1,
+    loglevel: Annotated[str, typer.Option(help="Celery's log level.")] = "INFO",
+    name: Annotated[
+        str | None, typer.Option(help="The worker's node name (default stockcast@<host>).")
+    ] = None,
+) -> None:
+    """Train the API's jobs from the Celery broker (STOCKCAST_CELERY_BROKER_URL); stops on
+    SIGTERM once the job in hand is done."""
+    settings: Settings = guarded(load_settings)
+    if settings.celery_broker_url is None:
+        print_error(
+            "STOCKCAST_CELERY_BROKER_URL is not set: without a broker the API trains its jobs "
+            "itself and no worker is needed (set it to a Redis URL, e.g. redis://127.0.0.1:6379/1)"
+        )
+        raise typer.Exit(2)
+    from stockcast.jobs.broker import run_worker
+
+    logging.getLogger("stockcast").setLevel(logging.INFO)
+    run_worker(settings, concurrency, loglevel, name)

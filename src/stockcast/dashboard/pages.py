@@ -333,7 +333,9 @@ def monitoring_page() -> None:
         st.info("No jobs yet: POST /train on the API queues one.")
     else:
         st.dataframe(
-            jobs[["id", "kind", "status", "tickers", "created_at", "finished_at", "error"]],
+            jobs[
+                ["id", "kind", "status", "tickers", "owner", "attempts", "created_at", "finished_at", "error"]
+            ],
             hide_index=True,
             use_container_width=True,
         )

@@ -105,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from stockcast.context import Context
         from stockcast.serving.forecast_log import ForecastLog
         from stockcast.serving.forecasts import ForecastCache
-        from stockcast.serving.jobs import JobRunner
+        from stockcast.serving.jobs import job_runner
         from stockcast.serving.ratelimit import RateLimiter
         from stockcast.serving.security import ApiKeys
         from stockcast.serving.state import ChampionCache, ServingState
@@ -125,7 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.watch_monitoring(store)
         state.forecasts = ForecastCache(state, config.feature_refresh_seconds)
         state.forecast_log = ForecastLog(store)
-        state.jobs = JobRunner(context, on_finished=state.champions.refresh)
+        state.jobs = job_runner(context, on_finished=state.champions.refresh)
         state.limiter = RateLimiter(config.rate_limit_per_minute)
         try:
             context.store.ping()
@@ -143,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 state.champions.refresh()
                 state.start_background_warm_up(refresh=False)
         state.start_refresher(config.champion_refresh_seconds)
+        state.jobs.start()
         app.state.serving = state
         yield
         state.stop()

@@ -276,4 +276,15 @@ class Job(BaseModel):
     result: dict[str, Any] | None = Field(
         default=None, description="Versions trained and promotion decisions."
     )
-    error: str | None = None
+    error: str | None = Field(
+        default=None, description="Why it failed; while it runs again, why it was queued again."
+    )
+    owner: str | None = Field(
+        default=None,
+        description="The process running it (or that will run it); none while it waits for a worker.",
+        examples=["stockcast worker on trainer-1 pid 4242"],
+    )
+    heartbeat_at: Instant | None = Field(
+        default=None, description="When its process last said it was alive; none once finished."
+    )
+    attempts: int = Field(default=0, description="How many times it was started.")

@@ -435,15 +435,27 @@ class Store:
             return pd.DataFrame(connection.execute(query).fetchall(), columns=PROMOTION_COLUMNS)
 
     # -- jobs -------------------------------------------------------------------------------
-    def create_job(self, job_id: str, kind: str, tickers: list[str]) -> None:
-        row = {
-            "id": job_id,
-            "kind": kind,
-            "tickers": json.dumps(tickers),
-            "status": "queued",
-            "created_at": datetime.now(UTC),
-        }
+    # A job's row is its record, whoever runs it. Every change below is a compare-and-set on the
+    # row's state, so two processes (two API replicas, two workers, a worker and a redelivered
+    # message) never both take a job, and a process that lost its job cannot finish it.
+    def create_job(
+        self, job_id: str, kind: str, tickers: list[str], tune_trials: int = 0, owner: str | None = None
+    ) -> None:
+        """A queued job: ``owner`` is the process that will run it (the API's own threads), or
+        None while it waits on a broker (Celery) for a worker."""
         with self._writing() as connection:
+            now = self._lease_clock(connection)
+            row = {
+                "id": job_id,
+                "kind": kind,
+                "tickers": json.dumps(tickers),
+                "status": "queued",
+                "created_at": now,
+                "owner": owner,
+                "heartbeat_at": now if owner else None,
+                "attempts": 0,
+                "tune_trials": tune_trials,
+            }
             connection.execute(jobs.insert(), [row])
 
     def update_job(self, job_id: str, **changes: Any) -> None:
@@ -452,15 +464,149 @@ class Store:
         with self._writing() as connection:
             connection.execute(jobs.update().where(jobs.c.id == job_id).values(**changes))
 
+    def claim_job(
+        self, job_id: str, owner: str, stale_seconds: float, max_attempts: int
+    ) -> tuple[str, dict[str, Any] | None]:
+        """Start running ``job_id`` as ``owner``. Returns one of:
+
+        - ``("claimed", job)``: it is now running here (its attempts counted);
+        - ``("busy", job)``: another live process holds it (its heartbeat is fresher than
+          ``stale_seconds``): ask again later;
+        - ``("done", job)``: it has finished, or it has now failed for having been started
+          ``max_attempts`` times already;
+        - ``("missing", None)``: no such job.
+        """
+        from datetime import timedelta
+
+        while True:
+            with self._writing() as connection:
+                now = self._lease_clock(connection)
+                row = connection.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+                if row is None:
+                    return "missing", None
+                if row["status"] in ("succeeded", "failed"):
+                    return "done", _job_row(row)
+                beat = _as_utc(row["heartbeat_at"]) if row["heartbeat_at"] is not None else None
+                live = beat is not None and beat >= now - timedelta(seconds=stale_seconds)
+                if row["owner"] not in (None, owner) and live:
+                    return "busy", _job_row(row)
+                changes: dict[str, Any]
+                if row["attempts"] >= max_attempts:
+                    changes = _given_up(row, max_attempts, now)
+                else:
+                    changes = {
+                        "status": "running",
+                        "owner": owner,
+                        "heartbeat_at": now,
+                        "attempts": row["attempts"] + 1,
+                        "started_at": None,  # set once it holds its tickers' leases
+                    }
+                if _compare_and_set(connection, row, changes):
+                    return ("done" if changes["status"] == "failed" else "claimed"), _job_row(
+                        {**row, **changes}
+                    )
+            # Another process changed the row between the read and the write: look again.
+
+    def finish_job(
+        self, job_id: str, owner: str, status: str, result: Any = None, error: str | None = None
+    ) -> bool:
+        """Record the outcome, if ``owner`` still runs the job; False when the job was taken
+        back meanwhile (its heartbeat went stale and another process took it over)."""
+        with self._writing() as connection:
+            now = self._lease_clock(connection)
+            updated = connection.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.owner == owner, jobs.c.status.in_(("queued", "running")))
+                .values(
+                    status=status,
+                    finished_at=now,
+                    heartbeat_at=None,
+                    result=json.dumps(result, default=str) if result is not None else None,
+                    error=error,
+                )
+            )
+        return int(updated.rowcount) == 1
+
+    def job_started(self, job_id: str, owner: str) -> None:
+        """The job holds its tickers' leases and starts training now."""
+        with self._writing() as connection:
+            now = self._lease_clock(connection)
+            connection.execute(
+                jobs.update().where(jobs.c.id == job_id, jobs.c.owner == owner).values(started_at=now)
+            )
+
+    def beat_jobs(self, owner: str) -> int:
+        """The heartbeat of every unfinished job ``owner`` holds; how many it holds."""
+        with self._writing() as connection:
+            now = self._lease_clock(connection)
+            updated = connection.execute(
+                jobs.update()
+                .where(jobs.c.owner == owner, jobs.c.status.in_(("queued", "running")))
+                .values(heartbeat_at=now)
+            )
+        return int(updated.rowcount)
+
+    def take_back_stale_jobs(
+        self, stale_seconds: float, max_attempts: int, adopt_as: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Unfinished jobs whose holder stopped beating for ``stale_seconds`` (its process died):
+        each is queued again, owned by ``adopt_as`` (a process that runs it itself) or by nobody
+        (the broker's next worker), or failed once it has been started ``max_attempts`` times.
+        Returns the jobs queued again, for the caller to dispatch. A live holder's jobs are never
+        touched: a fresh heartbeat keeps them out of the selection, and each change is a
+        compare-and-set on the row read, so two processes never take back the same job."""
+        from datetime import timedelta
+
+        taken: list[dict[str, Any]] = []
+        with self._reading() as connection:
+            now = self._lease_clock(connection)
+            cutoff = now - timedelta(seconds=stale_seconds)
+            stale = (
+                connection.execute(
+                    select(jobs).where(
+                        jobs.c.status.in_(("queued", "running")),
+                        jobs.c.heartbeat_at.is_not(None),
+                        jobs.c.heartbeat_at < cutoff,
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        for row in stale:
+            with self._writing() as connection:
+                now = self._lease_clock(connection)
+                since = f"{_as_utc(row['heartbeat_at']):%Y-%m-%d %H:%M:%S} UTC"
+                changes: dict[str, Any]
+                if row["attempts"] >= max_attempts:
+                    changes = _given_up(row, max_attempts, now)
+                else:
+                    changes = {
+                        "status": "queued",
+                        "owner": adopt_as,
+                        "heartbeat_at": now if adopt_as else None,
+                        "error": (
+                            f"queued again: {row['owner']} stopped its heartbeat at {since} "
+                            f"(attempt {row['attempts']} of {max_attempts})"
+                        ),
+                    }
+                if _compare_and_set(connection, row, changes) and changes["status"] == "queued":
+                    taken.append(_job_row({**row, **changes}))
+        return taken
+
+    def restore_job_heartbeat(self, job: dict[str, Any], heartbeat_at: datetime) -> None:
+        """Put back the stale heartbeat of a job that was taken back but could not be handed on
+        (the broker was away), so the next pass takes it back again."""
+        with self._writing() as connection:
+            connection.execute(
+                jobs.update()
+                .where(jobs.c.id == job["id"], jobs.c.status == "queued", jobs.c.owner.is_(None))
+                .values(heartbeat_at=heartbeat_at)
+            )
+
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         with self._reading() as connection:
             row = connection.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
-        if row is None:
-            return None
-        job = dict(row)
-        job["tickers"] = json.loads(job["tickers"])
-        job["result"] = json.loads(job["result"]) if job["result"] else None
-        return job
+        return None if row is None else _job_row(row)
 
     def recent_jobs(self, limit: int = 20) -> pd.DataFrame:
         """The newest jobs first (training requested through the API)."""
@@ -556,7 +702,40 @@ class Store:
         self.engine.dispose()
 
 
-# -- training leases (issue 20) ------------------------------------------------------------------
+# -- jobs and training leases (issue 20) -------------------------------------------------------
+def _job_row(row: Any) -> dict[str, Any]:
+    job = dict(row)
+    if isinstance(job["tickers"], str):
+        job["tickers"] = json.loads(job["tickers"])
+    if isinstance(job["result"], str):
+        job["result"] = json.loads(job["result"])
+    for name in ("created_at", "started_at", "finished_at", "heartbeat_at"):
+        if job.get(name) is not None:
+            job[name] = _as_utc(job[name])
+    return job
+
+
+def _compare_and_set(connection: Connection, row: Any, changes: dict[str, Any]) -> bool:
+    """Apply ``changes`` to a job only if it is still as it was read (status, owner, heartbeat
+    and attempts): one winner when processes race for it."""
+    same = [jobs.c.id == row["id"], jobs.c.status == row["status"], jobs.c.attempts == row["attempts"]]
+    for name in ("owner", "heartbeat_at"):
+        column = jobs.c[name]
+        same.append(column.is_(None) if row[name] is None else column == row[name])
+    return int(connection.execute(jobs.update().where(*same).values(**changes)).rowcount) == 1
+
+
+def _given_up(row: Any, max_attempts: int, now: datetime) -> dict[str, Any]:
+    """The change that fails a job started ``max_attempts`` times, naming its last runner."""
+    last = f"; the last run, by {row['owner']}, stopped without finishing" if row["owner"] else ""
+    return {
+        "status": "failed",
+        "finished_at": now,
+        "heartbeat_at": None,
+        "error": f"gave up after {row['attempts']} attempts (STOCKCAST_JOB_MAX_ATTEMPTS={max_attempts}){last}",
+    }
+
+
 def _as_utc(value: datetime) -> datetime:
     """SQLite hands timestamps back without their zone; every stored one is UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

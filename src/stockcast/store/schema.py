@@ -115,7 +115,9 @@ promotions = Table(
     Index("ix_promotions_ticker_decided", "ticker", "decided_at"),
 )
 
-# Background work started through the API (training), with its outcome.
+# Background work started through the API (training), with its outcome. The row is the job's
+# record whichever runner runs it (the API's threads or Celery workers): the process running it
+# (owner) beats heartbeat_at, and a job whose heartbeat went stale is taken back (migration 0008).
 jobs = Table(
     "jobs",
     metadata,
@@ -128,6 +130,11 @@ jobs = Table(
     Column("finished_at", DateTime(timezone=True)),
     Column("result", Text),  # JSON
     Column("error", Text),
+    Column("owner", String(255)),  # the process holding it; None while it waits on the broker
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("tune_trials", Integer, nullable=False, server_default="0"),
+    Index("ix_jobs_status_heartbeat", "status", "heartbeat_at"),
 )
 
 # What `stockcast monitor` found for a ticker on a day: rolling error against the champion's

@@ -1,4 +1,5 @@
-"""Training in the background: POST /train answers 202 with a job; GET /jobs/{id} follows it."""
+"""Training in the background: POST /train answers 202 with a job; GET /jobs/{id} follows it,
+wherever it runs (the API's threads or a Celery worker)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def build_router() -> APIRouter:
             403: {"model": ErrorBody},
             404: {"model": ErrorBody},
             422: {"model": ErrorBody},
+            503: {"model": ErrorBody},
         },
         dependencies=KEY_REQUIRED,
     )
@@ -32,7 +34,10 @@ def build_router() -> APIRouter:
         unknown = [ticker for ticker in tickers if ticker not in served]
         if unknown or not tickers:
             raise HTTPException(404, f"not served by this API: {', '.join(unknown) or 'no tickers'}")
-        job_id = state.jobs.submit_training(tickers, body.tune_trials)
+        try:
+            job_id = state.jobs.submit_training(tickers, body.tune_trials)
+        except RuntimeError as error:  # the broker did not take it: the job is recorded as failed
+            raise HTTPException(503, str(error)) from error
         return Job(**state.context.store.get_job(job_id))
 
     @router.get(
