@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 TICKER_PATTERN = re.compile(r"^\^?[A-Z0-9][A-Z0-9.\-=]{0,14}$")
 PLACEHOLDER_SECRETS = {"change-me", "changeme", "secret", "password", "replace-me", "your-api-key"}
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
-ModelKind = Literal["naive", "drift", "ridge", "random_forest", "lightgbm", "arima"]
+ModelKind = Literal["naive", "drift", "ridge", "random_forest", "lightgbm", "arima", "xgboost"]
 
 
 class SettingsError(ValueError):

@@ -35,9 +35,11 @@ def test_tuning_is_seeded_and_finds_a_strong_ridge_on_momentum(make_bars):
 
 
 def test_train_tune_5_logs_a_study_per_tunable_candidate(make_bars, monkeypatch):
+    """XGBoost included: tuned in its own search space, backtested, logged and put before the
+    gate like every candidate."""
     settings = {
         "TICKERS": "AAA",
-        "MODELS": "naive,ridge,arima",
+        "MODELS": "naive,ridge,arima,xgboost",
         "BACKTEST_DAYS": "100",
         "MIN_TRAIN_DAYS": "150",
         "REFIT_EVERY_DAYS": "50",
@@ -50,7 +52,15 @@ def test_train_tune_5_logs_a_study_per_tunable_candidate(make_bars, monkeypatch)
     result = CliRunner().invoke(app, ["train", "--tune", "5"])
     assert result.exit_code == 0, result.output
     runs = mlflow.search_runs(experiment_names=["stockcast"], filter_string="tags.stage = 'tune'")
-    assert sorted(runs["tags.candidate"]) == ["arima", "ridge"]
+    assert sorted(runs["tags.candidate"]) == ["arima", "ridge", "xgboost"]
     assert (runs["metrics.trials"] == 5).all()
+    xgboost_runs = mlflow.search_runs(
+        experiment_names=["stockcast"], filter_string="tags.candidate = 'xgboost'"
+    )
+    backtested = xgboost_runs[xgboost_runs["tags.stage"] != "tune"]  # the default and the tuned spec
+    assert len(backtested) == 2 and np.isfinite(backtested["metrics.rmse"]).all()
+    assert set(backtested["params.kind"]) == {"xgboost"}
+    decision = context.store.load_decisions("AAA").iloc[-1]
+    assert "xgboost(" in decision["tests"], "the gate weighed the xgboost candidate"
     artifacts = mlflow.MlflowClient().list_artifacts(runs["run_id"].iloc[0])
     assert any(item.path == "optimization_history.png" for item in artifacts)

@@ -29,7 +29,7 @@ def test_drift_forecasts_the_average_training_return(make_bars):
     assert np.allclose(model.predict(rows.head(3)), rows[TARGET_COLUMN].mean())
 
 
-@pytest.mark.parametrize("kind", ["ridge", "lightgbm", "arima"])
+@pytest.mark.parametrize("kind", ["ridge", "lightgbm", "arima", "xgboost"])
 def test_models_that_can_learn_momentum_beat_naive_on_it(make_bars, kind):
     rows = labelled(autocorrelated_bars(1100, phi=0.5))
     config = BacktestConfig(test_days=250, min_train_days=300, calibration_days=60, refit_every_days=50)

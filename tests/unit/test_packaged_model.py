@@ -63,3 +63,28 @@ def test_an_arima_champion_saved_and_loaded_by_mlflow_serves_what_was_fitted(tmp
     assert np.allclose(served.to_numpy(), expected.to_numpy(), rtol=0, atol=1e-9)
     unwrapped = loaded.unwrap_python_model().forecaster
     assert np.array_equal(unwrapped.weights, forecaster.weights) and unwrapped.mean == forecaster.mean
+
+
+def test_an_xgboost_champion_is_logged_with_the_cpu_wheel_and_serves_what_was_backtested(tmp_path):
+    """The `xgboost` candidate goes through the same pyfunc package as every candidate: MLflow
+    loads it back and it serves exactly the fitted booster's forecasts, and the model's
+    requirements name the CPU-only wheel (xgboost-cpu), never the CUDA build."""
+    import mlflow.pyfunc
+
+    from stockcast.registry.mlflow_registry import _requirements
+
+    rows = labelled(autocorrelated_bars(700, phi=0.4))
+    train, recent = rows.iloc[:-30], rows.tail(30)
+    forecaster = make_forecaster(default_spec("xgboost")).fit(train[FEATURE_COLUMNS], train[TARGET_COLUMN])
+    bounds = {0.9: (-1.6, 1.8)}
+    packaged = ForecastModel(forecaster, default_spec("xgboost").key(), "xgboost", bounds, 0.9)
+    requirements = _requirements("xgboost")
+    assert any(line.startswith("xgboost-cpu==") for line in requirements), requirements
+    assert not any(line.startswith("xgboost==") for line in requirements)
+    mlflow.pyfunc.save_model(str(tmp_path / "model"), python_model=packaged, pip_requirements=requirements)
+    assert "xgboost-cpu==" in (tmp_path / "model" / "requirements.txt").read_text()
+    loaded = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    served = loaded.predict(recent[INPUT_COLUMNS].reset_index(drop=True))
+    expected = forecast_frame(forecaster, bounds, 0.9, recent.reset_index(drop=True))
+    assert np.allclose(served.to_numpy(), expected.to_numpy(), rtol=0, atol=1e-9)
+    assert forecaster.feature_importances() is not None

@@ -165,7 +165,7 @@ class Registry:
                     name="model",
                     python_model=model,
                     signature=infer_signature(example, output_example),
-                    pip_requirements=_requirements(),
+                    pip_requirements=_requirements(chosen.spec.kind),
                 )
             return parent.info.run_id, info.model_uri
 
@@ -293,8 +293,13 @@ def _finite(metrics: dict[str, float]) -> dict[str, float]:
     return {key: value for key, value in metrics.items() if math.isfinite(value)}
 
 
-def _requirements() -> list[str]:
-    packages = ["mlflow", "scikit-learn", "pandas", "numpy", "cloudpickle"]
+# What a champion of each kind needs beyond the common packages, by distribution name: the
+# tree libraries are loaded with the pickled model (XGBoost's CPU-only wheel, never the CUDA one).
+KIND_REQUIREMENTS = {"lightgbm": ["lightgbm"], "xgboost": ["xgboost-cpu"]}
+
+
+def _requirements(kind: str) -> list[str]:
+    packages = ["mlflow", "scikit-learn", "pandas", "numpy", "cloudpickle", *KIND_REQUIREMENTS.get(kind, [])]
     return [f"{package}=={installed_version(package)}" for package in packages]
 
 

@@ -36,7 +36,17 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
         "min_child_samples": trial.suggest_int("min_child_samples", 20, 200, log=True),
     },
     "arima": lambda trial: {"p": trial.suggest_int("p", 0, 2), "q": trial.suggest_int("q", 0, 2)},
+    "xgboost": lambda trial: {
+        **DEFAULT_PARAMS["xgboost"],
+        "n_estimators": trial.suggest_int("n_estimators", 50, 400, step=50),
+        "learning_rate": trial.suggest_float("learning_rate", 0.005, 0.1, log=True),
+        "max_depth": trial.suggest_int("max_depth", 2, 6),
+        "min_child_weight": trial.suggest_float("min_child_weight", 1.0, 100.0, log=True),
+        "reg_lambda": trial.suggest_float("reg_lambda", 0.1, 50.0, log=True),
+    },
 }
+# Kinds whose space tunes some of their parameters: the others keep their defaults.
+PARTIAL_SPACES = {"lightgbm", "xgboost"}
 
 
 def tuning_window(rows: pd.DataFrame, config: BacktestConfig) -> pd.DataFrame:
@@ -86,7 +96,7 @@ def tune(
     except NotEnoughHistoryError:
         return None
     best = study.best_trial
-    params = {**DEFAULT_PARAMS.get(kind, {}), **best.params} if kind == "lightgbm" else dict(best.params)
+    params = {**DEFAULT_PARAMS[kind], **best.params} if kind in PARTIAL_SPACES else dict(best.params)
     pruned = sum(1 for trial in study.trials if trial.state == optuna.trial.TrialState.PRUNED)
     return TuningResult(
         kind, ModelSpec(kind, params), float(study.best_value), len(study.trials), pruned, study
