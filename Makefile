@@ -6,7 +6,7 @@ UV := $(BIN)/uv
 UV_VERSION := 0.13.9
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev run test test-image image soak lint format serve dashboard screenshots bench bench-full evaluate replay lock clean
+.PHONY: help install install-dev run test test-image test-airflow airflow-env airflow-lock image soak lint format serve dashboard screenshots bench bench-full evaluate replay lock clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,23 @@ test-image: install-dev ## Build the image and check a container of it: stockcas
 	@docker info >/dev/null 2>&1 || command -v dockerd >/dev/null || bash scripts/test-services.sh docker.io
 	STOCKCAST_IMAGE_TEST=1 $(BIN)/python -m pytest -p no:cacheprovider -v --durations=5 tests/e2e/test_image.py
 
+# Airflow lives in its own environment (its pins do not co-install with Prefect and FastAPI);
+# its DAGs (deploy/airflow/dags) drive the stockcast command line of .venv.
+AIRFLOW_VENV := .venv-airflow
+$(AIRFLOW_VENV)/.installed: deploy/airflow/requirements.lock | $(BIN)/python
+	$(UV) venv --quiet --allow-existing --python $(BIN)/python $(AIRFLOW_VENV)
+	$(UV) pip install --python $(AIRFLOW_VENV)/bin/python --quiet --compile-bytecode -r deploy/airflow/requirements.lock
+	@touch $@
+
+airflow-env: $(AIRFLOW_VENV)/.installed ## Create .venv-airflow with Apache Airflow 3 (pinned by deploy/airflow/requirements.lock)
+
+airflow-lock: ## Re-resolve Airflow's own pins
+	$(UV) pip compile deploy/airflow/requirements.in --python-version 3.11 --no-header --no-annotate -o deploy/airflow/requirements.lock
+
+# Outside `make test`: installing Airflow takes a minute, its checks another few.
+test-airflow: install-dev airflow-env ## The DAGs with Airflow itself: import errors, `airflow dags test` on the sample, retries
+	STOCKCAST_AIRFLOW_TEST=1 $(BIN)/python -m pytest -p no:cacheprovider -v --durations=5 tests/e2e/test_airflow.py
+
 image: ## Build the Docker image stockcast:latest (its base made from Debian packages where none can be pulled)
 	bash scripts/image.sh
 
@@ -55,8 +72,8 @@ soak: install-dev ## Long runs: fuzzing with 500 requests per route and key mode
 	FUZZ_EXAMPLES=500 LOAD_SECONDS=60 $(BIN)/python -m pytest -p no:cacheprovider -q tests/integration/test_fuzz.py tests/integration/test_load.py
 
 lint: install-dev ## Lint, check formatting and type-check
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks deploy/airflow/dags
+	$(BIN)/ruff format --check src tests benchmarks deploy/airflow/dags
 	$(BIN)/mypy
 	$(BIN)/bandit -q -r src -ll
 	$(BIN)/python scripts/audit.py
@@ -87,9 +104,10 @@ replay: install ## Replay 250 sessions of 2008 on the bundled sample (~15 min); 
 
 EVALUATION_TICKERS := AAPL,MSFT,AMZN,JPM,XOM,JNJ,PG,KO,PFE,WMT,INTC,CSCO,ORCL,IBM,GE,BA,CAT,MRK,PEP,^GSPC
 EVALUATION_FILE := ../shared/data/sp500_2003_2023.parquet
+EVALUATION_MODELS := naive,drift,ridge,random_forest,lightgbm,arima,xgboost
 evaluate: install ## Backtest the candidates on 20 tickers of ../shared/data, audit the gate on those and on all 210 (~40 min), update the README
 	@test -f $(EVALUATION_FILE) || { echo "make evaluate needs $(EVALUATION_FILE) (the workplace's shared data)"; exit 1; }
-	$(BIN)/stockcast evaluate --source file:$(EVALUATION_FILE) \
+	STOCKCAST_MODELS=$(EVALUATION_MODELS) $(BIN)/stockcast evaluate --source file:$(EVALUATION_FILE) \
 		--tickers '$(EVALUATION_TICKERS)' --output docs/forecast-quality.md \
 		--per-ticker docs/forecast-quality-per-ticker.csv --readme README.md
 	$(BIN)/stockcast evaluate --gate-audit --source file:$(EVALUATION_FILE) \
@@ -104,4 +122,4 @@ lock: ## Re-resolve the pinned requirements (needs uv)
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 -c requirements.lock --no-header --no-annotate -o requirements-dev.lock
 
 clean: ## Remove the virtual environment and caches (keeps ./data)
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .coverage
+	rm -rf $(VENV) $(AIRFLOW_VENV) .pytest_cache .ruff_cache .mypy_cache .coverage

@@ -4,7 +4,10 @@ break a service under it, at an exact step instead of at a guessed moment.
 Off unless ``STOCKCAST_FAILPOINTS`` names the point, as comma-separated ``name=action``:
 
 - ``pause``: announce the point on stderr and wait to be killed;
-- ``wait:<path>``: announce it and wait until ``<path>`` exists, then go on.
+- ``wait:<path>``: announce it and wait until ``<path>`` exists, then go on;
+- ``fail-once:<path>``: announce it and raise ``FailpointError`` unless ``<path>`` exists, which
+  it creates: the first run fails, a retry goes on (a transient fault for retry tests);
+- ``fail``: announce it and raise ``FailpointError`` every time (a lasting fault).
 
 The announcement is one line, ``failpoint <name> reached``, so the test knows the process is
 there. A point costs one environment lookup when nothing is armed.
@@ -32,6 +35,10 @@ def _action(name: str) -> str | None:
     return None
 
 
+class FailpointError(RuntimeError):
+    """The failure a ``fail-once`` point injects."""
+
+
 def failpoint(name: str) -> None:
     action = _action(name)
     if action is None:
@@ -46,4 +53,15 @@ def failpoint(name: str) -> None:
         while not release.exists():
             time.sleep(POLL_SECONDS)
         return
-    raise ValueError(f"{VARIABLE}: unknown action {action!r} for {name} (pause or wait:<path>)")
+    if action == "fail":
+        raise FailpointError(f"failpoint {name}: injected failure")
+    if action.startswith("fail-once:"):
+        marker = Path(action.removeprefix("fail-once:"))
+        try:
+            marker.touch(exist_ok=False)
+        except FileExistsError:
+            return
+        raise FailpointError(f"failpoint {name}: injected failure (once: {marker} now exists)")
+    raise ValueError(
+        f"{VARIABLE}: unknown action {action!r} for {name} (pause, wait:<path>, fail-once:<path> or fail)"
+    )

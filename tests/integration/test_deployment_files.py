@@ -260,3 +260,31 @@ def test_github_workflows_follow_their_schema_and_run_the_projects_commands():
         if words and words[0] == ".venv/bin/stockcast":
             names = [word for word in words[1:] if not word.startswith("-")]
             assert " ".join(names[:2]) in commands or names[0] in commands, line
+
+
+def test_airflow_is_an_alternative_profile_to_prefect(compose):
+    """One orchestrator at a time: Prefect's services under `prefect` (the default in
+    .env.example), Airflow's under `airflow`, built from its own Dockerfile on top of the
+    stockcast image, its DAGs those of deploy/airflow/dags, its metadata in a database that
+    init.sql creates."""
+    services = compose["services"]
+    profiles = {name: tuple(service.get("profiles", ())) for name, service in services.items()}
+    assert {name for name, found in profiles.items() if found == ("prefect",)} == {"prefect-server", "worker"}
+    airflow = {name for name, found in profiles.items() if found == ("airflow",)}
+    assert airflow == {"airflow-init", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor"}
+    assert re.search(r"^COMPOSE_PROFILES=prefect$", (ROOT / ".env.example").read_text(), re.MULTILINE)
+    for name in airflow:
+        service = services[name]
+        assert service["build"]["dockerfile"] == "deploy/airflow/Dockerfile"
+        env = environment_of(service)
+        assert env["STOCKCAST_DATABASE_URL"] == environment_of(services["api"])["STOCKCAST_DATABASE_URL"]
+        database = urlsplit(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).path.lstrip("/")
+        assert f"CREATE DATABASE {database};" in (DEPLOY / "postgres" / "init.sql").read_text()
+        assert name == "airflow-init" or services[name]["depends_on"] == {
+            "airflow-init": {"condition": "service_completed_successfully"}
+        }
+    dockerfile = (DEPLOY / "airflow" / "Dockerfile").read_text()
+    assert "COPY deploy/airflow/dags /opt/airflow/dags" in dockerfile
+    assert "-r /tmp/airflow.lock" in dockerfile and "COPY deploy/airflow/requirements.lock" in dockerfile
+    lock = (DEPLOY / "airflow" / "requirements.lock").read_text()
+    assert re.search(r"^apache-airflow==3\.", lock, re.MULTILINE) and "://" not in lock

@@ -169,3 +169,37 @@ def _redacted(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return url.rsplit("@", maxsplit=1)[-1]
+
+
+def sessions_command(
+    tickers: TickersOption = None,
+    on: Annotated[
+        str | None,
+        typer.Option("--date", help="YYYY-MM-DD (default: today at each ticker's exchange)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line (for schedulers' XCom).")] = False,
+) -> None:
+    """Which tickers' exchanges hold a session today (or on --date): schedulers skip the others
+    on exchange holidays and weekends."""
+    import json
+    from datetime import UTC, date, datetime
+
+    from stockcast.calendars import calendar_for, calendar_name_for, exchange_today
+
+    settings = guarded(lambda: load_settings(**({"tickers": tickers} if tickers else {})))
+    try:
+        fixed = date.fromisoformat(on) if on else None
+    except ValueError:
+        print_error(f"--date: not a date in YYYY-MM-DD form: {on!r}")
+        raise typer.Exit(2) from None
+    now = datetime.now(UTC)
+    days = {ticker: fixed or exchange_today(ticker, now) for ticker in settings.tickers}
+    trading = [ticker for ticker, day in days.items() if calendar_for(ticker).is_session(day.isoformat())]
+    closed = [ticker for ticker in settings.tickers if ticker not in trading]
+    if as_json:
+        dates = sorted({day.isoformat() for day in days.values()})
+        print(json.dumps({"dates": dates, "trading": trading, "closed": closed}))
+        return
+    for ticker, day in days.items():
+        state = "a session" if ticker in trading else "no session"
+        console.print(f"{ticker}: {state} on {day} ({calendar_name_for(ticker)})", highlight=False)

@@ -3,6 +3,7 @@ which backtests every candidate (or audits the gate) without touching the stores
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +21,22 @@ from stockcast.cli.common import (
     reported_failures,
 )
 from stockcast.cli.progress import progress
-from stockcast.cli.render import print_failures, print_source_note, print_training
+from stockcast.cli.render import print_busy, print_failures, print_source_note, print_training
+
+
+class WhenBusy(StrEnum):
+    wait = "wait"
+    skip = "skip"
+
+
+WhenBusyOption = Annotated[
+    WhenBusy,
+    typer.Option(
+        "--when-busy",
+        help="A ticker another process is training: wait for it (STOCKCAST_TRAINING_LEASE_WAIT_SECONDS, "
+        "then exit 1 naming it), or skip it with a warning (scheduled runs such as Airflow's).",
+    ),
+]
 
 
 def train_command(
@@ -32,18 +48,19 @@ def train_command(
             "--tune", min=0, help="Optuna trials per tunable candidate (0: default parameters only)."
         ),
     ] = 0,
+    when_busy: WhenBusyOption = WhenBusy.wait,
 ) -> None:
     """Backtest every candidate, register the best and apply the promotion gate.
 
     A ticker another process is training is waited for (STOCKCAST_TRAINING_LEASE_WAIT_SECONDS),
-    then named with its trainer and exit code 1."""
+    then named with its trainer and exit code 1; with --when-busy skip it is passed by."""
     from stockcast.pipeline import train_round
 
     context = guarded(lambda: load_context(tickers, activity="stockcast train"))
     names = context.settings.tickers
     with reported_failures(), progress(len(names)) as step:
-        done = train_round(context, names, force=force, step=step, tune_trials=tune)
-    _report_training(done)
+        done = train_round(context, names, force=force, step=step, tune_trials=tune, busy=when_busy.value)
+    _report_training(done, when_busy.value)
 
 
 def retrain_command(
@@ -51,30 +68,36 @@ def retrain_command(
         str | None, typer.Option("--tickers", "-t", help="Retrain these tickers, drifted or not.")
     ] = None,
     everything: Annotated[bool, typer.Option("--all", help="Retrain every configured ticker.")] = False,
+    when_busy: WhenBusyOption = WhenBusy.wait,
 ) -> None:
     """Retrain drifted tickers (or the named ones, or --all) through the promotion gate."""
     from stockcast.pipeline import retrain_round, train_round
 
     context = guarded(lambda: load_context(tickers, activity="stockcast retrain"))
     names = context.settings.tickers
+    busy: Any = when_busy.value
     with reported_failures():
         if tickers or everything:
-            done = train_round(context, names, force=True)
+            done = train_round(context, names, force=True, busy=busy)
         else:
-            done = retrain_round(context, names)
+            done = retrain_round(context, names, busy=busy)
     if not done.reports and not done.failures and not done.busy:
         console.print("nothing to retrain: no ticker has drifted (see `stockcast monitor`)")
-    _report_training(done)
+    _report_training(done, busy)
 
 
-def _report_training(done: Any) -> None:
-    """One line per trained ticker with the gate's verdict; failures on stderr, and one error
-    line per ticker another process kept training past the wait; exit 1 after either."""
+def _report_training(done: Any, when_busy: str = "wait") -> None:
+    """One line per trained ticker with the gate's verdict; failures on stderr, and one line
+    per ticker another process was training: an error after the wait (exit 1), a warning when
+    it was skipped on purpose."""
     print_training(done.reports)
     print_failures(done.failures)
-    for ticker in sorted(done.busy):
-        print_error(escape(done.busy[ticker]))
-    if done.failures or done.busy:
+    if when_busy == "skip":
+        print_busy(done.busy)
+    else:
+        for ticker in sorted(done.busy):
+            print_error(escape(done.busy[ticker]))
+    if done.failures or (done.busy and when_busy != "skip"):
         raise typer.Exit(1)
 
 

@@ -181,6 +181,8 @@ def compute_training(rows: pd.DataFrame, plan: TrainingPlan) -> Computed:
     """Backtest the plan's candidates, let the gate choose, chart each, and fit the chosen
     specification on the newest window (pure). When the gate keeps the champion without a
     refit (a window too short to test), the lowest-RMSE candidate is fitted as the challenger."""
+    failpoint("train.computing")
+    failpoint(f"train.computing.{plan.ticker}")  # one ticker's training alone
     from stockcast.training.plots import backtest_png
 
     results = run_backtests(rows, plan.specs, plan.config, plan.seed)
