@@ -38,7 +38,7 @@ run: install ## Run one daily cycle on the embedded defaults and print the forec
 	$(BIN)/stockcast run
 
 test: install-dev ## Run the whole test suite
-	bash scripts/test-services.sh postgresql redis-server prometheus prometheus-pushgateway prometheus-alertmanager chromium
+	bash scripts/test-services.sh postgresql redis-server prometheus prometheus-pushgateway prometheus-alertmanager chromium clickhouse-server
 	$(BIN)/python -m pytest -p no:cacheprovider --cov --cov-report=term --cov-fail-under=85 $(PYTEST_ARGS)
 
 # The image test is outside `make test` (2 cores): ~5.5 min from nothing (the base made and every

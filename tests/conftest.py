@@ -67,6 +67,17 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
+# The bundled sample with two candidates and short backtests: a training in a few seconds.
+SAMPLE_FAST = {
+    "STOCKCAST_SOURCE": "sample",
+    "STOCKCAST_START_DATE": "2010-01-01",
+    "STOCKCAST_MODELS": "naive,ridge",
+    "STOCKCAST_BACKTEST_DAYS": "60",
+    "STOCKCAST_MIN_TRAIN_DAYS": "150",
+    "STOCKCAST_REFIT_EVERY_DAYS": "60",
+}
+
+
 def clean_environment(**overrides: str) -> dict[str, str]:
     """The environment for a stockcast subprocess: nothing of stockcast's or MLflow's from
     this process, plus ``overrides``."""

@@ -257,6 +257,47 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process.wait(timeout=10)
 
 
+# -- ClickHouse ----------------------------------------------------------------------------------
+# Debian's clickhouse-server (18.16, the one a machine without a registry can install) run in
+# the foreground on loopback ports, its data in a temporary folder. What 18.16 needs in one file.
+CLICKHOUSE_CONFIG = """<yandex>
+    <logger><console>1</console><level>warning</level></logger>
+    <listen_host>127.0.0.1</listen_host>
+    <http_port>{http_port}</http_port>
+    <tcp_port>{tcp_port}</tcp_port>
+    <path>{path}/</path>
+    <profiles><default/></profiles>
+    <users><default><password/><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+    <quotas><default/></quotas>
+    <mark_cache_size>268435456</mark_cache_size>
+</yandex>
+"""
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ClickHouse server on 127.0.0.1; its HTTP URL (``http://127.0.0.1:<port>``)."""
+    binary = _required(
+        shutil.which("clickhouse-server") or shutil.which("clickhouse-server", path="/usr/sbin"),
+        "clickhouse-server",
+    )
+    folder = tmp_path_factory.mktemp("clickhouse")
+    http_port, tcp_port = free_port(), free_port()
+    config = folder / "config.xml"
+    config.write_text(CLICKHOUSE_CONFIG.format(http_port=http_port, tcp_port=tcp_port, path=folder / "data"))
+    process = subprocess.Popen(
+        [binary, f"--config-file={config}"],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=(folder / "log").open("w"),
+    )
+    url = f"http://127.0.0.1:{http_port}"
+    wait_until(lambda: _http_ok(f"{url}/ping"), f"clickhouse-server (log: {folder / 'log'})", process)
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
 # -- MLflow server ---------------------------------------------------------------------------
 @dataclass
 class MlflowServer:

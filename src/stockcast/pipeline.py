@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -54,6 +54,9 @@ class CycleReport:
     failures: dict[str, str] = field(default_factory=dict)
     # Tickers due for training that another process was training: why, in one line each.
     busy: dict[str, str] = field(default_factory=dict)
+    # The analytics copy (STOCKCAST_CLICKHOUSE_URL): what was sent, or why nothing was.
+    exported: Any = None
+    export_problem: str | None = None
 
 
 @dataclass
@@ -310,4 +313,19 @@ def run_cycle(
     report.retrained = retrained.reports
     report.failures |= retrained.failures
     report.busy |= retrained.busy
+    if context.settings.clickhouse_url is not None:
+        step("exporting to ClickHouse")
+        report.exported, report.export_problem = export_analytics(context)
     return report
+
+
+def export_analytics(context: Context) -> tuple[Any, str | None]:
+    """Copy what changed to ClickHouse; a failure is reported, never raised: the store is the
+    record, and the next export sends what this one could not."""
+    from stockcast.analytics.clickhouse import ClickHouseError, export
+
+    try:
+        return export(context), None
+    except ClickHouseError as error:
+        log.warning("analytics export skipped: %s; the next export sends what it kept back", error)
+        return None, str(error)

@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     # How long `train`, `retrain`, `models promote`/`rollback` and API jobs wait for a ticker
     # another process is training before they give up naming it; 0: never wait.
     training_lease_wait_seconds: float = Field(default=600.0, ge=0.0)
+    # Analytics copy of the forecast log, its outcomes and the monitoring rows in ClickHouse
+    # (http://user:password@host:8123/database), sent at the end of each daily cycle and by
+    # `stockcast export clickhouse`; unset: none.
+    clickhouse_url: SecretStr | None = None
     # Training jobs (POST /train): with a broker (redis://host:6379/1) they are sent to Celery
     # workers (`stockcast worker`); without one the API runs them on its own threads. Either way
     # the job's row is beaten every `job_heartbeat_seconds` by the process running it; a row not
@@ -178,6 +182,23 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"not a ticker symbol: {', '.join(bad)}")
         return list(dict.fromkeys(normalised))
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _check_clickhouse_url(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(url.get_secret_value())
+            database = parts.path.strip("/")
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(
+                    "expected http(s)://user:password@host:port/database (ClickHouse's HTTP "
+                    f"interface; user and password optional), got scheme {parts.scheme or 'none'!r}"
+                )
+            if database and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", database):
+                raise ValueError(f"not a ClickHouse database name: {database!r}")
+        return url
 
     @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod

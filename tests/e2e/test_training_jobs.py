@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import clean_environment
+from tests.conftest import SAMPLE_FAST, clean_environment
 from tests.services import free_port, wait_until
 
 from stockcast.context import Context
@@ -31,13 +31,8 @@ STOCKCAST = str(Path(sys.executable).parent / "stockcast")
 KEY = "jobs-test-key-0123456789"
 HOST = socket.gethostname()
 FAST = {
-    "STOCKCAST_SOURCE": "sample",
+    **SAMPLE_FAST,
     "STOCKCAST_TICKERS": "AAPL,MSFT",
-    "STOCKCAST_START_DATE": "2010-01-01",
-    "STOCKCAST_MODELS": "naive,ridge",
-    "STOCKCAST_BACKTEST_DAYS": "60",
-    "STOCKCAST_MIN_TRAIN_DAYS": "150",
-    "STOCKCAST_REFIT_EVERY_DAYS": "60",
     "STOCKCAST_API_KEYS": KEY,
     # A dead process's job is noticed 1.5 s after its last beat, its leases lapse in 2 s.
     "STOCKCAST_JOB_HEARTBEAT_SECONDS": "0.5",

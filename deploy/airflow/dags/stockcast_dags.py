@@ -8,7 +8,7 @@ Airflow keeps its own environment and its own pins: stockcast is never imported 
 ``stockcast_daily`` (on ``STOCKCAST_DAILY_CRON`` in ``STOCKCAST_SCHEDULE_TIMEZONE``)::
 
     sessions -> trading -> ingest -> stored -> features -> per ticker [train -> predict]
-        -> actuals -> monitor -> retrain
+        -> actuals -> monitor -> retrain -> export
 
 - ``trading`` short-circuits the run on a day none of the tickers' exchanges trades (weekends,
   exchange holidays), as the Prefect flow does;
@@ -127,6 +127,11 @@ def stockcast_daily() -> None:
     def retrain() -> str:
         return stockcast("retrain", "--when-busy", "skip")
 
+    @task.bash(trigger_rule="all_done")
+    def export() -> str:
+        """The analytics copy in ClickHouse, when STOCKCAST_CLICKHOUSE_URL is set."""
+        return stockcast("export", "clickhouse", "--if-configured")
+
     @task
     def every_ticker_forecast() -> None:
         """Runs only when every ticker's group succeeded: otherwise it ends upstream_failed and
@@ -137,7 +142,7 @@ def stockcast_daily() -> None:
     day = ticker_day.expand(ticker=usable)
     features_done = features()
     usable >> features_done >> day
-    day >> actuals() >> monitor() >> retrain()
+    day >> actuals() >> monitor() >> retrain() >> export()
     day >> every_ticker_forecast()
 
 

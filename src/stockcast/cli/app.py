@@ -39,6 +39,7 @@ app.command("sessions")(operations.sessions_command)
 app.add_typer(models_app, name="models")
 app.add_typer(operations.flows_app, name="flows")
 app.add_typer(operations.db_app, name="db")
+app.add_typer(operations.export_app, name="export")
 
 
 @app.callback()

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from stockcast.cli.common import (
     SourceOption,
@@ -63,6 +64,7 @@ def run_command(tickers: TickersOption = None, source: SourceOption = None) -> N
     print_retrained(report.retrained)
     print_busy(report.busy)
     print_failures(report.failures)
+    print_export(report.exported, report.export_problem)
     if not report.forecasts:
         print_error("no forecast was made")
         raise typer.Exit(1)
@@ -203,3 +205,65 @@ def sessions_command(
     for ticker, day in days.items():
         state = "a session" if ticker in trading else "no session"
         console.print(f"{ticker}: {state} on {day} ({calendar_name_for(ticker)})", highlight=False)
+
+
+def print_export(exported: Any, problem: str | None) -> None:
+    if exported is not None:
+        console.print(
+            f"ClickHouse: {exported.forecasts} forecast row(s) and {exported.monitoring} monitoring "
+            "row(s) sent",
+            highlight=False,
+        )
+    if problem is not None:
+        errors.print(
+            f"[bold yellow]warning:[/bold yellow] {escape(problem)}; nothing was lost: the store "
+            "keeps everything, and the next export (`stockcast export clickhouse`) sends it",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+export_app = typer.Typer(help="Copy the record elsewhere for analytics.", no_args_is_help=True)
+
+
+@export_app.command("clickhouse")
+def export_clickhouse(
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Send everything logged, scored or monitored since this day (YYYY-MM-DD); "
+            "default: since the newest row ClickHouse holds."
+        ),
+    ] = None,
+    if_configured: Annotated[
+        bool,
+        typer.Option(
+            "--if-configured", help="Without STOCKCAST_CLICKHOUSE_URL do nothing (exit 0): for schedulers."
+        ),
+    ] = False,
+) -> None:
+    """Send the forecast log, its outcomes and the monitoring rows to ClickHouse
+    (STOCKCAST_CLICKHOUSE_URL); safe to rerun: ClickHouse keeps one row per forecast and day."""
+    from datetime import UTC, date, datetime
+
+    from stockcast.analytics.clickhouse import ClickHouseError, export
+
+    try:
+        start = datetime.combine(date.fromisoformat(since), datetime.min.time(), UTC) if since else None
+    except ValueError:
+        print_error(f"--since: not a date in YYYY-MM-DD form: {since!r}")
+        raise typer.Exit(2) from None
+    context = guarded(lambda: load_context(activity="stockcast export"))
+    if context.settings.clickhouse_url is None:
+        if if_configured:
+            console.print("STOCKCAST_CLICKHOUSE_URL is not set: nothing to export", highlight=False)
+            return
+        print_error("STOCKCAST_CLICKHOUSE_URL is not set: there is no ClickHouse to export to")
+        raise typer.Exit(2)
+    try:
+        with reported_failures():
+            exported = export(context, since=start)
+    except ClickHouseError as error:
+        print_error(escape(str(error)))
+        raise typer.Exit(1) from None
+    print_export(exported, None)

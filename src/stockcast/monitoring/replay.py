@@ -89,6 +89,7 @@ def replay_settings(settings: Settings, directory: Path) -> Settings:
             "feast_online_store": "sqlite",
             "end_date": None,
             "pushgateway_url": None,
+            "clickhouse_url": None,  # a simulation: nothing of it goes to analytics
         }
     )
 

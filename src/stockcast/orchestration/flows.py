@@ -254,6 +254,16 @@ def retrain_drifted_tickers(tickers: list[str]) -> dict[str, Any]:
     }
 
 
+@task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=10))
+def export_analytics() -> dict[str, Any]:
+    """The analytics copy in ClickHouse (STOCKCAST_CLICKHOUSE_URL): retried, then reported; what
+    it could not send, the next export sends."""
+    from stockcast.analytics.clickhouse import export
+
+    exported = export(current_context())
+    return {"forecasts": exported.forecasts, "monitoring": exported.monitoring}
+
+
 def _outcomes(tickers: list[str], futures: list[Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Results of mapped per-ticker task runs (in the order of ``tickers``); a failed one is
     reported, not raised."""
@@ -313,7 +323,14 @@ def daily(tickers: list[str] | None = None, only_trading_days: bool = False) -> 
     actuals = score_actuals(names)
     statuses = monitor_tickers(names)
     retrained = retrain_drifted_tickers(ready)
+    exported: Any = None
+    if current_context().settings.clickhouse_url is not None:
+        state = export_analytics(return_state=True)
+        exported = state.result() if state.is_completed() else f"not exported: {state.message}"
+        if not state.is_completed():
+            get_run_logger().warning("analytics %s; the next export sends it", exported)
     return {
+        "exported": exported,
         "forecasts": forecasts,
         "actuals": actuals,
         "statuses": statuses,

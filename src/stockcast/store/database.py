@@ -434,6 +434,27 @@ class Store:
         with self._reading() as connection:
             return pd.DataFrame(connection.execute(query).fetchall(), columns=PROMOTION_COLUMNS)
 
+    # -- changes, for copies elsewhere (analytics) ------------------------------------------
+    def forecasts_changed_since(self, since: datetime | None) -> pd.DataFrame:
+        """Forecasts logged or scored at or after ``since`` (all when None), without their
+        logged features."""
+        columns = [column for column in forecasts.columns if column.name not in ("features", "intervals")]
+        query = select(*columns).order_by(forecasts.c.id)
+        if since is not None:
+            query = query.where((forecasts.c.created_at >= since) | (forecasts.c.evaluated_at >= since))
+        with self._reading() as connection:
+            return pd.DataFrame(connection.execute(query).fetchall(), columns=[c.name for c in columns])
+
+    def monitoring_changed_since(self, since: datetime | None) -> pd.DataFrame:
+        """Monitoring rows computed at or after ``since`` (all when None)."""
+        query = select(monitoring).order_by(monitoring.c.ticker, monitoring.c.as_of)
+        if since is not None:
+            query = query.where(monitoring.c.computed_at >= since)
+        with self._reading() as connection:
+            return pd.DataFrame(
+                connection.execute(query).fetchall(), columns=[c.name for c in monitoring.columns]
+            )
+
     # -- jobs -------------------------------------------------------------------------------
     # A job's row is its record, whoever runs it. Every change below is a compare-and-set on the
     # row's state, so two processes (two API replicas, two workers, a worker and a redelivered

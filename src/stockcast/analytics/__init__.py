@@ -1,0 +1,1 @@
+"""Copies of the record for analytics elsewhere (ClickHouse); the relational store stays the record."""
