@@ -329,3 +329,6 @@ def export_analytics(context: Context) -> tuple[Any, str | None]:
     except ClickHouseError as error:
         log.warning("analytics export skipped: %s; the next export sends what it kept back", error)
         return None, str(error)
+    except Exception as error:
+        log.exception("analytics export failed; the next export sends what it kept back")
+        return None, f"the analytics export failed: {type(error).__name__}: {error}"

@@ -82,6 +82,8 @@ def test_sessions_names_the_tickers_whose_exchange_trades_that_day(cli):
     assert last_json(weekend.output)["trading"] == []
     bad = cli("sessions", "--date", "2024-13-01")
     assert bad.exit_code == 2 and "not a date in YYYY-MM-DD form" in bad.output
+    beyond = cli("sessions", "--tickers", "AAPL", "--date", "1900-01-02")
+    assert beyond.exit_code == 2 and "outside the XNYS calendar" in beyond.output
 
 
 def test_ingest_partial_ok_carries_on_with_the_tickers_it_stored(cli):

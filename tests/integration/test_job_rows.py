@@ -61,7 +61,7 @@ def test_a_live_holders_job_is_never_taken_and_a_silent_ones_is_queued_again(sto
     # A redelivered message for the live job is told to come back later, and the keeper's round
     # passes it by; the silent holder's job goes back to the queue for the next worker.
     assert store.claim_job("live", "worker C", STALE, 3)[0] == "busy"
-    assert store.beat_jobs("worker A") == 1
+    assert store.beat_jobs("worker A", ["live", "dead"]) == 1, "only the rows it holds"
     taken = store.take_back_stale_jobs(STALE, max_attempts=3)
     assert [job["id"] for job in taken] == ["dead"]
     live, dead = store.get_job("live"), store.get_job("dead")
@@ -147,7 +147,41 @@ def test_a_holder_that_lost_its_job_cannot_record_over_the_new_run(store):
     store.claim_job("j1", "new worker", STALE, 3)
 
     assert not store.finish_job("j1", "slow worker", "failed", error="too late")
-    assert store.beat_jobs("slow worker") == 0
+    assert store.beat_jobs("slow worker", ["j1"]) == 0
     job = store.get_job("j1")
     assert job is not None and (job["status"], job["owner"]) == ("running", "new worker")
     assert store.finish_job("j1", "new worker", "succeeded", result={"trained": []})
+
+
+def test_a_keeper_takes_back_only_once_its_own_beats_have_held_and_retries_a_failed_hand_on(store):
+    """After an outage that silenced every process, the first keeper back must not take the
+    jobs of live processes that are not back yet: it takes back only once its own beats have
+    succeeded for a stale period. A job it could not hand on (the broker away) is taken back
+    again on the next round, not left queued without a message."""
+    from types import SimpleNamespace
+
+    from stockcast.jobs import JobPolicy
+    from stockcast.jobs.run import JobKeeper
+
+    store.create_job("j1", "train", ["AAPL"])
+    store.claim_job("j1", "dead worker", STALE, 3)
+    silence(store, "j1")
+    handed: list[str] = []
+
+    def hand_on(job: dict) -> None:
+        handed.append(job["id"])
+        if len(handed) == 1:
+            raise ConnectionError("broker away")
+
+    keeper = JobKeeper(SimpleNamespace(store=store), "keeper", JobPolicy(STALE / 3, 3), hand_on, adopt=False)
+    assert keeper.beat_and_take_back() == [], "just back: its own beats have not held yet"
+    assert store.get_job("j1")["owner"] == "dead worker"
+    keeper._healthy_since -= STALE  # its beats have now held for a stale period
+
+    assert [job["id"] for job in keeper.beat_and_take_back()] == ["j1"] and handed == ["j1"]
+    again = store.get_job("j1")
+    assert again["status"] == "queued" and again["heartbeat_at"] is not None, (
+        "stale again, for the next round"
+    )
+    assert [job["id"] for job in keeper.beat_and_take_back()] == ["j1"] and handed == ["j1", "j1"]
+    assert store.get_job("j1")["heartbeat_at"] is None, "handed on: now it waits for a worker"

@@ -102,7 +102,9 @@ def stockcast_daily() -> None:
     def features() -> str:
         return stockcast("features")
 
-    @task.bash
+    # One training at a time in a run, as the Prefect flow does: each is a process that already
+    # uses the cores it is given (STOCKCAST_TRAINING_WORKERS, Dask).
+    @task.bash(max_active_tis_per_dagrun=1)
     def train(ticker: str) -> str:
         return stockcast("train", "--tickers", ticker, "--no-force", "--when-busy", "skip")
 
@@ -163,7 +165,7 @@ def stockcast_weekly_tuning() -> None:
         listed = json.loads(found)
         return [*listed["trading"], *listed["closed"]]
 
-    @task.bash
+    @task.bash(max_active_tis_per_dagrun=1)
     def tune(ticker: str, params: dict | None = None) -> str:
         trials = str((params or {}).get("trials", 20))
         return stockcast("train", "--tickers", ticker, "--tune", trials, "--when-busy", "skip")

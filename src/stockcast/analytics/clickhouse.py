@@ -9,9 +9,10 @@ interface (no client library: the interface every ClickHouse version speaks):
   change in the store: a forecast's is when it was scored, if it was), so a row sent twice, or
   sent again once scored, counts once: queries read ``FINAL`` (a merge removes the older
   copies only in its own time);
-- each export sends what changed in the store since the newest version ClickHouse holds (its
-  high-water mark, read back from ClickHouse itself), so an export after an outage sends what
-  the outage kept back, and a rerun sends nothing new;
+- each export sends what changed in the store since a day before the newest version ClickHouse
+  holds (its high-water mark, read back from ClickHouse itself), so an export after an outage
+  sends what the outage kept back, a row committed late is not missed, and a rerun adds no
+  row that FINAL counts;
 - an export that fails is reported and left for the next one: nothing in the store depends on
   it, so a ClickHouse outage never loses or blocks a forecast.
 """
@@ -22,9 +23,9 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 TABLES = {
     "forecasts": """
@@ -32,10 +33,10 @@ TABLES = {
             request_id String, ticker String, as_of Date, target_date Date,
             predicted_close Float64, lower Float64, upper Float64, level Float64,
             model_name String, model_version String, model_kind String, origin String,
-            created_at DateTime, last_close Nullable(Float64),
+            created_at DateTime('UTC'), last_close Nullable(Float64),
             actual_close Nullable(Float64), error Nullable(Float64), actual_date Nullable(Date),
             abs_error Nullable(Float64), pct_error Nullable(Float64), covered Nullable(UInt8),
-            naive_error Nullable(Float64), evaluated_at Nullable(DateTime), version UInt64
+            naive_error Nullable(Float64), evaluated_at Nullable(DateTime('UTC')), version UInt64
         ) ENGINE = ReplacingMergeTree(version) ORDER BY (ticker, request_id)""",
     "monitoring": """
         CREATE TABLE IF NOT EXISTS {database}.monitoring (
@@ -43,7 +44,7 @@ TABLES = {
             rolling_rmse Nullable(Float64), rolling_naive_rmse Nullable(Float64),
             backtest_rmse Nullable(Float64), rmse_ratio Nullable(Float64), days_above UInt32,
             coverage Nullable(Float64), directional_accuracy Nullable(Float64), mae Nullable(Float64),
-            drift_share Nullable(Float64), status String, computed_at DateTime, version UInt64
+            drift_share Nullable(Float64), status String, computed_at DateTime('UTC'), version UInt64
         ) ENGINE = ReplacingMergeTree(version) ORDER BY (ticker, as_of)""",
 }
 FORECAST_COLUMNS = [
@@ -57,6 +58,9 @@ MONITORING_COLUMNS = [
     "backtest_rmse", "rmse_ratio", "days_above", "coverage", "directional_accuracy", "mae",
     "drift_share", "status", "computed_at",
 ]  # fmt: skip
+
+
+OVERLAP = timedelta(days=1)
 
 
 class ClickHouseError(RuntimeError):
@@ -73,11 +77,12 @@ class ClickHouse:
                 "STOCKCAST_CLICKHOUSE_URL: expected http(s)://user:password@host:port/database, "
                 f"got scheme {parts.scheme or 'none'!r}"
             )
-        self.endpoint = f"{parts.scheme}://{parts.hostname}:{parts.port or 8123}/"
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        self.endpoint = f"{parts.scheme}://{host}:{parts.port or 8123}/"
         self.database = parts.path.strip("/") or "default"
         if not self.database.replace("_", "").isalnum():
             raise ValueError(f"STOCKCAST_CLICKHOUSE_URL: not a database name: {self.database!r}")
-        self.auth = (parts.username or "default", parts.password or "")
+        self.auth = (unquote(parts.username or "default"), unquote(parts.password or ""))
         self.timeout = timeout_seconds
 
     def execute(self, statement: str, body: bytes | None = None) -> str:
@@ -182,7 +187,11 @@ def export(context: Any, since: datetime | None = None) -> ExportReport:
         ("forecasts", FORECAST_COLUMNS, store.forecasts_changed_since, ("created_at", "evaluated_at")),
         ("monitoring", MONITORING_COLUMNS, store.monitoring_changed_since, ("computed_at",)),
     ):
-        start = since or instant_of(clickhouse.high_water(table))
+        newest = instant_of(clickhouse.high_water(table))
+        # From a day before the newest version sent: a row stamped before it but committed
+        # after the last export (the API's forecast log writes in batches; writers' clocks
+        # differ) is sent now. Rows sent again are the same rows, counted once under FINAL.
+        start = since or (newest - OVERLAP if newest is not None else None)
         frame: pd.DataFrame = changed_since(start)
         rows = []
         for record in frame.to_dict("records"):

@@ -196,7 +196,17 @@ def sessions_command(
         raise typer.Exit(2) from None
     now = datetime.now(UTC)
     days = {ticker: fixed or exchange_today(ticker, now) for ticker in settings.tickers}
-    trading = [ticker for ticker, day in days.items() if calendar_for(ticker).is_session(day.isoformat())]
+    trading = []
+    for ticker, day in days.items():
+        calendar = calendar_for(ticker)
+        if not calendar.first_session.date() <= day <= calendar.last_session.date():
+            print_error(
+                f"--date {day}: outside the {calendar.name} calendar "
+                f"({calendar.first_session.date()} to {calendar.last_session.date()})"
+            )
+            raise typer.Exit(2)
+        if calendar.is_session(day.isoformat()):
+            trading.append(ticker)
     closed = [ticker for ticker in settings.tickers if ticker not in trading]
     if as_json:
         dates = sorted({day.isoformat() for day in days.values()})

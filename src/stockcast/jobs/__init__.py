@@ -32,3 +32,19 @@ class JobPolicy:
     @classmethod
     def of(cls, settings: Any) -> JobPolicy:
         return cls(settings.job_heartbeat_seconds, settings.job_max_attempts)
+
+
+_TOKENS: dict[int, str] = {}
+
+
+def job_owner(activity: str) -> str:
+    """``<activity> on <host> pid <pid> (<token>)``: the token is drawn once per process, so a
+    process restarted with the same host name and pid (PID 1 in a container) is never taken for
+    its dead predecessor, whose jobs it would otherwise keep beating."""
+    import os
+    import secrets
+
+    from stockcast.store.leases import owner_of
+
+    token = _TOKENS.setdefault(os.getpid(), secrets.token_hex(3))
+    return f"{owner_of(activity)} ({token})"[:255]

@@ -57,16 +57,23 @@ def celery_app(settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
-        broker_connection_timeout=settings.database_timeout_seconds,
+        broker_connection_timeout=min(settings.database_timeout_seconds, 5.0),
         worker_send_task_events=False,
     )
 
     @app.task(name=TASK, bind=True, max_retries=None)
     def train_job(task: Any, job_id: str) -> str:
-        context, keeper = _child()
         from stockcast.jobs.run import run_training_job
+        from stockcast.store.database import StoreUnavailableError
 
-        outcome = run_training_job(context, job_id, keeper.owner, keeper.policy)
+        try:
+            context, keeper = _child()
+            outcome = run_training_job(context, job_id, keeper.owner, keeper.policy, keeper)
+        except StoreUnavailableError as error:
+            # The row could not be read or claimed: the message must not be acknowledged as
+            # done, or the job would wait queued for ever. Ask again a little later.
+            log.warning("job %s: the store is away (%s); trying again", job_id, error)
+            raise task.retry(countdown=settings.job_heartbeat_seconds * 3) from error
         if outcome == "busy":
             # Another live process holds the row (a redelivery while it runs, or a child that
             # died moments ago and whose heartbeat is not yet stale): ask again once it would be.
@@ -125,7 +132,8 @@ def send(app: Celery, job_id: str) -> None:
         TASK,
         args=[job_id],
         retry=True,
-        retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
+        # Short: the keeper sends from the thread that beats this process's jobs.
+        retry_policy={"max_retries": 1, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
     )
 
 
@@ -139,16 +147,16 @@ def _child() -> tuple[Any, Any]:
     pid = os.getpid()
     if pid not in _CHILD:
         from stockcast.context import Context
+        from stockcast.jobs import job_owner
         from stockcast.jobs.run import JobKeeper
         from stockcast.settings import load_settings
-        from stockcast.store.leases import owner_of
 
         settings = load_settings()
         context = Context(settings, activity="stockcast worker")
         app = _WORKER.get("app") or celery_app(settings)
         keeper = JobKeeper(
             context,
-            owner_of("stockcast worker"),
+            job_owner("stockcast worker"),
             JobPolicy.of(settings),
             lambda job: send(app, job["id"]),
             adopt=False,

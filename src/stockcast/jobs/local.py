@@ -32,11 +32,13 @@ class LocalJobRunner:
         import uuid
 
         job_id = uuid.uuid4().hex
+        self.keeper.hold(job_id)  # beaten from its creation: queued with this process
         self.context.store.create_job(job_id, "train", tickers, tune_trials=tune_trials, owner=self.owner)
         self._futures[job_id] = self._pool.submit(self._run, job_id)
         return job_id
 
     def _dispatch(self, job: dict[str, Any]) -> None:
+        self.keeper.hold(job["id"])  # adopted: queued with this process
         self._futures[job["id"]] = self._pool.submit(self._run, job["id"])
 
     def wait(self, job_id: str, timeout: float | None = None) -> None:
@@ -44,23 +46,31 @@ class LocalJobRunner:
         self._futures[job_id].result(timeout=timeout)
 
     def _run(self, job_id: str) -> None:
+        from stockcast.store.database import StoreUnavailableError
+
         try:
-            run_training_job(self.context, job_id, self.owner, self.policy)
-        except Exception:
-            # The claim itself failed (the store is away): try again a beat later.
+            run_training_job(self.context, job_id, self.owner, self.policy, self.keeper)
+        except StoreUnavailableError:
+            # The row could not be claimed or finished (the store is away): try again a beat
+            # later; the claim never runs a job twice.
             log.exception(
-                "job %s could not be started; trying again in %g s", job_id, self.policy.heartbeat_seconds
+                "job %s: the store is away; trying again in %g s", job_id, self.policy.heartbeat_seconds
             )
             import threading
 
             retry = threading.Timer(self.policy.heartbeat_seconds, self._dispatch, [{"id": job_id}])
             retry.daemon = True
             retry.start()
+        except Exception:
+            log.exception("job %s could not be run", job_id)
         finally:
             self.on_finished()
 
     def shutdown(self) -> None:
-        """Stop taking jobs. Jobs not started stay queued under this process's name; once its
-        heartbeat stops, the next API process takes them back."""
-        self.keeper.stop()
+        """Stop taking jobs. Jobs not started are no longer beaten: the next API process (or a
+        replica) takes them back once their heartbeat is stale. A job already training keeps
+        its heartbeat until it ends or the process does."""
+        for job_id, future in list(self._futures.items()):
+            if future.cancel():
+                self.keeper.let_go(job_id)
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -12,12 +12,21 @@ from stockcast.jobs import JobPolicy
 log = logging.getLogger(__name__)
 
 
-def run_training_job(context: Any, job_id: str, owner: str, policy: JobPolicy) -> str:
-    """Claim ``job_id`` as ``owner`` and, when claimed, train its tickers and record the outcome.
+def run_training_job(context: Any, job_id: str, owner: str, policy: JobPolicy, keeper: JobKeeper) -> str:
+    """Claim ``job_id`` as ``owner`` and, when claimed, train its tickers and record the outcome;
+    ``keeper`` beats the row meanwhile (it beats only the jobs it is told this process holds).
 
     Returns the claim's outcome: ``claimed`` (it ran here, whatever its result), ``busy``
     (another live process holds it: try later), ``done`` (finished already, or failed now for
     too many starts) or ``missing``."""
+    keeper.hold(job_id)
+    try:
+        return _claim_and_train(context, job_id, owner, policy)
+    finally:
+        keeper.let_go(job_id)
+
+
+def _claim_and_train(context: Any, job_id: str, owner: str, policy: JobPolicy) -> str:
     from stockcast.pipeline import train_round
     from stockcast.store.leases import LeaseHeldError, TrainingLease
 
@@ -38,7 +47,9 @@ def run_training_job(context: Any, job_id: str, owner: str, policy: JobPolicy) -
         # holders of several leases never wait for each other in a cycle.
         for ticker in sorted(tickers):
             held.append(leases.acquire(ticker, activity=f"job {job_id}"))
-        store.job_started(job_id, owner)
+        if not store.job_started(job_id, owner):
+            log.warning("job %s: taken back while it waited for its leases; not trained here", job_id)
+            return outcome
         done = train_round(
             context,
             tickers,
@@ -73,7 +84,7 @@ def run_training_job(context: Any, job_id: str, owner: str, policy: JobPolicy) -
     finally:
         for lease in reversed(held):
             leases.release(lease)
-    if not store.finish_job(job_id, owner, status, result=result, error=error):
+    if not _finish(store, job_id, owner, status, result, error):
         log.warning(
             "job %s: its outcome (%s) was not recorded: the job was taken back while it ran "
             "(no heartbeat for %g s) and belongs to another run now",
@@ -82,6 +93,25 @@ def run_training_job(context: Any, job_id: str, owner: str, policy: JobPolicy) -
             policy.stale_seconds,
         )
     return outcome
+
+
+def _finish(store: Any, job_id: str, owner: str, status: str, result: Any, error: str | None) -> bool:
+    """Record the outcome, trying again while the store is away (a blip at the end of a long
+    training must not leave the row running). False when the job was taken back meanwhile."""
+    import time
+
+    from stockcast.store.database import StoreUnavailableError
+
+    for attempt in range(4):
+        try:
+            return bool(store.finish_job(job_id, owner, status, result=result, error=error))
+        except StoreUnavailableError as failure:
+            if attempt == 3:
+                log.error("job %s: its outcome (%s) could not be recorded: %s", job_id, status, failure)
+                raise
+            log.warning("job %s: recording its outcome failed (%s); trying again", job_id, failure)
+            time.sleep(2**attempt)
+    return False
 
 
 class JobKeeper:
@@ -104,6 +134,21 @@ class JobKeeper:
         self.adopt = adopt
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._held: set[str] = set()
+        # Since when this process's beats have all succeeded: it takes other processes' jobs
+        # back only once that is a stale period ago, so after an outage that silenced everyone
+        # the first keeper back does not take the jobs of live processes that are not back yet.
+        self._healthy_since: float | None = None
+
+    def hold(self, job_id: str) -> None:
+        """Beat ``job_id``'s row from now on (a job queued with, or running in, this process)."""
+        with self._lock:
+            self._held.add(job_id)
+
+    def let_go(self, job_id: str) -> None:
+        with self._lock:
+            self._held.discard(job_id)
 
     def start(self) -> JobKeeper:
         self._thread = threading.Thread(target=self._loop, name="stockcast-job-keeper", daemon=True)
@@ -122,20 +167,31 @@ class JobKeeper:
 
     def beat_and_take_back(self) -> list[dict[str, Any]]:
         """One round (the thread's, or a caller's at start); the jobs taken back."""
+        import time
+
         from stockcast.store.database import StoreUnavailableError
 
         store = self.context.store
+        with self._lock:
+            held = sorted(self._held)
         try:
-            store.beat_jobs(self.owner)
+            store.beat_jobs(self.owner, held)
+            now = time.monotonic()
+            if self._healthy_since is None:
+                self._healthy_since = now
+            if now - self._healthy_since < self.policy.stale_seconds:
+                return []
             taken = store.take_back_stale_jobs(
                 self.policy.stale_seconds,
                 self.policy.max_attempts,
                 adopt_as=self.owner if self.adopt else None,
             )
         except StoreUnavailableError as error:
+            self._healthy_since = None
             log.warning("jobs: could not beat or take back: %s", error)
             return []
         except Exception:
+            self._healthy_since = None
             log.exception("jobs: the keeper's round failed")
             return []
         for job in taken:
@@ -143,5 +199,10 @@ class JobKeeper:
             try:
                 self.dispatch(job)
             except Exception:
-                log.exception("job %s could not be handed on", job["id"])
+                log.exception("job %s could not be handed on; the next round tries again", job["id"])
+                if not self.adopt:
+                    try:
+                        store.restore_job_heartbeat(job, job["previous_heartbeat_at"])
+                    except Exception:
+                        log.exception("job %s: could not put it back for the next round", job["id"])
         return taken

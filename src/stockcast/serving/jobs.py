@@ -9,9 +9,9 @@ from typing import Any
 
 
 def job_runner(context: Any, on_finished: Any) -> Any:
-    from stockcast.store.leases import owner_of
+    from stockcast.jobs import job_owner
 
-    owner = owner_of(context.activity or "the API")
+    owner = job_owner(context.activity or "the API")
     if context.settings.celery_broker_url is not None:
         from stockcast.jobs.broker import BrokerJobQueue
 

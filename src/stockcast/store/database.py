@@ -509,8 +509,9 @@ class Store:
                     return "done", _job_row(row)
                 beat = _as_utc(row["heartbeat_at"]) if row["heartbeat_at"] is not None else None
                 live = beat is not None and beat >= now - timedelta(seconds=stale_seconds)
-                if row["owner"] not in (None, owner) and live:
-                    return "busy", _job_row(row)
+                queued_here = row["status"] == "queued" and row["owner"] == owner
+                if row["owner"] is not None and live and not queued_here:
+                    return "busy", _job_row(row)  # a live process holds it (this one, if running)
                 changes: dict[str, Any]
                 if row["attempts"] >= max_attempts:
                     changes = _given_up(row, max_attempts, now)
@@ -548,21 +549,33 @@ class Store:
             )
         return int(updated.rowcount) == 1
 
-    def job_started(self, job_id: str, owner: str) -> None:
-        """The job holds its tickers' leases and starts training now."""
-        with self._writing() as connection:
-            now = self._lease_clock(connection)
-            connection.execute(
-                jobs.update().where(jobs.c.id == job_id, jobs.c.owner == owner).values(started_at=now)
-            )
-
-    def beat_jobs(self, owner: str) -> int:
-        """The heartbeat of every unfinished job ``owner`` holds; how many it holds."""
+    def job_started(self, job_id: str, owner: str) -> bool:
+        """The job holds its tickers' leases and starts training now; False when it was taken
+        back meanwhile (then it must not train here)."""
         with self._writing() as connection:
             now = self._lease_clock(connection)
             updated = connection.execute(
                 jobs.update()
-                .where(jobs.c.owner == owner, jobs.c.status.in_(("queued", "running")))
+                .where(jobs.c.id == job_id, jobs.c.owner == owner, jobs.c.status == "running")
+                .values(started_at=now)
+            )
+        return int(updated.rowcount) == 1
+
+    def beat_jobs(self, owner: str, job_ids: Sequence[str]) -> int:
+        """The heartbeat of the unfinished jobs among ``job_ids`` that ``owner`` holds; how many.
+        Only the jobs a process is running are beaten: a row it holds but no longer runs (an
+        outcome it could not record) goes stale and is taken back."""
+        if not job_ids:
+            return 0
+        with self._writing() as connection:
+            now = self._lease_clock(connection)
+            updated = connection.execute(
+                jobs.update()
+                .where(
+                    jobs.c.owner == owner,
+                    jobs.c.id.in_(list(job_ids)),
+                    jobs.c.status.in_(("queued", "running")),
+                )
                 .values(heartbeat_at=now)
             )
         return int(updated.rowcount)
@@ -611,7 +624,9 @@ class Store:
                         ),
                     }
                 if _compare_and_set(connection, row, changes) and changes["status"] == "queued":
-                    taken.append(_job_row({**row, **changes}))
+                    taken.append(
+                        {**_job_row({**row, **changes}), "previous_heartbeat_at": row["heartbeat_at"]}
+                    )
         return taken
 
     def restore_job_heartbeat(self, job: dict[str, Any], heartbeat_at: datetime) -> None:

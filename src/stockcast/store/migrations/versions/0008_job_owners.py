@@ -17,7 +17,13 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # Jobs created before this revision have no owner and no heartbeat: nothing takes them back.
+    # A job still queued or running from before this revision ran in an API process that is
+    # being replaced by this upgrade, and has no owner or heartbeat to be taken back by: it is
+    # failed with the reason, never left running.
+    op.execute(
+        "UPDATE jobs SET status = 'failed', error = 'interrupted by the upgrade to job heartbeats "
+        "(migration 0008): post it again' WHERE status IN ('queued', 'running')"
+    )
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("owner", sa.String(255)))
         batch.add_column(sa.Column("heartbeat_at", sa.DateTime(timezone=True)))
