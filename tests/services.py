@@ -365,3 +365,15 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url(tracking))
         request.addfinalizer(lambda: [server.drop_database(name) for name in (store, tracking)])
     return str(request.param)
+
+
+@pytest.fixture
+def migrated_store(backend: str) -> Iterator[object]:
+    """The relational store of the backend under test, migrated to the head revision."""
+    from stockcast.settings import load_settings
+    from stockcast.store.database import Store
+
+    store = Store(load_settings().resolved_database_url)
+    store.upgrade()
+    yield store
+    store.dispose()

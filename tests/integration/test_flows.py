@@ -48,10 +48,18 @@ def price_file(tmp_path, monkeypatch):
     return path
 
 
-def test_the_daily_flow_reports_a_failing_ticker_and_forecasts_the_rest(prefect_server, price_file):
+def test_the_daily_flow_reports_a_failing_ticker_and_forecasts_the_rest(
+    prefect_server, price_file, clickhouse_server, monkeypatch
+):
+    """And it ends with the analytics copy in ClickHouse; with ClickHouse away it still
+    completes, saying what was not exported."""
+    from tests.services import free_port
+
     from stockcast.orchestration import flows
 
+    monkeypatch.setenv("STOCKCAST_CLICKHOUSE_URL", f"{clickhouse_server}/flows")
     result = flows.daily()
+    assert result["exported"] == {"forecasts": 2, "monitoring": 3}
     assert sorted(item["ticker"] for item in result["forecasts"]) == ["AAA", "BBB"]
     assert set(result["failures"]) == {"CCC"} and "cannot train" in result["failures"]["CCC"]
     assert set(result["statuses"]) == {"AAA", "BBB", "CCC"}
@@ -59,9 +67,12 @@ def test_the_daily_flow_reports_a_failing_ticker_and_forecasts_the_rest(prefect_
     logged = context.store.load_forecasts()
     assert sorted(logged["ticker"]) == ["AAA", "BBB"]
 
+    monkeypatch.setenv("STOCKCAST_CLICKHOUSE_URL", f"http://127.0.0.1:{free_port()}/flows")
+    monkeypatch.setenv("STOCKCAST_DATABASE_TIMEOUT_SECONDS", "2")
     again = flows.daily()  # a rerun: nothing new ingested, the same forecasts, none logged twice
     assert [item["logged"] for item in again["forecasts"]] == [0, 0]
     assert len(context.store.load_forecasts()) == 2
+    assert again["exported"].startswith("not exported: ClickHouse at") and "unreachable" in again["exported"]
 
 
 def test_train_tune_and_monitor_flows_complete(prefect_server, price_file):

@@ -12,18 +12,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from stockcast.settings import load_settings
 from stockcast.store.database import Store
 
 STALE = 30.0
 
 
 @pytest.fixture
-def store(backend):
-    store = Store(load_settings().resolved_database_url)
-    store.upgrade()
-    yield store
-    store.dispose()
+def store(migrated_store):
+    return migrated_store
 
 
 def silence(store: Store, job_id: str, seconds: float = 2 * STALE) -> None:

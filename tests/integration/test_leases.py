@@ -11,17 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from stockcast.settings import load_settings
-from stockcast.store.database import Store
 from stockcast.store.leases import LeaseHeldError, LeaseLostError, TrainingLease, TrainingLeases, owner_of
 
 
 @pytest.fixture
-def store(backend):
-    store = Store(load_settings().resolved_database_url)
-    store.upgrade()
-    yield store
-    store.dispose()
+def store(migrated_store):
+    return migrated_store
 
 
 def wait_for(condition, what: str, seconds: float = 10.0) -> None:

@@ -116,9 +116,6 @@ class BrokerJobQueue:
     def send(self, job: dict[str, Any]) -> None:
         send(self.app, job["id"])
 
-    def wait(self, job_id: str, timeout: float | None = None) -> None:
-        raise NotImplementedError("jobs run in workers: follow GET /jobs/{id}")
-
     def shutdown(self) -> None:
         self.keeper.stop()
 

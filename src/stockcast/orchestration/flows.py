@@ -254,13 +254,16 @@ def retrain_drifted_tickers(tickers: list[str]) -> dict[str, Any]:
     }
 
 
-@task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=10))
-def export_analytics() -> dict[str, Any]:
-    """The analytics copy in ClickHouse (STOCKCAST_CLICKHOUSE_URL): retried, then reported; what
-    it could not send, the next export sends."""
-    from stockcast.analytics.clickhouse import export
+@task
+def export_analytics() -> dict[str, Any] | str:
+    """The analytics copy in ClickHouse (STOCKCAST_CLICKHOUSE_URL), as `stockcast run` makes
+    it: a failure is a warning, and the next export sends what this one could not."""
+    from stockcast.pipeline import export_analytics as export_now
 
-    exported = export(current_context())
+    exported, problem = export_now(current_context())
+    if problem is not None:
+        get_run_logger().warning("analytics not exported: %s; the next export sends it", problem)
+        return f"not exported: {problem}"
     return {"forecasts": exported.forecasts, "monitoring": exported.monitoring}
 
 
@@ -323,12 +326,7 @@ def daily(tickers: list[str] | None = None, only_trading_days: bool = False) -> 
     actuals = score_actuals(names)
     statuses = monitor_tickers(names)
     retrained = retrain_drifted_tickers(ready)
-    exported: Any = None
-    if current_context().settings.clickhouse_url is not None:
-        state = export_analytics(return_state=True)
-        exported = state.result() if state.is_completed() else f"not exported: {state.message}"
-        if not state.is_completed():
-            get_run_logger().warning("analytics %s; the next export sends it", exported)
+    exported = export_analytics() if current_context().settings.clickhouse_url is not None else None
     return {
         "exported": exported,
         "forecasts": forecasts,
