@@ -6,7 +6,7 @@ of the speed work) and the performance table of the README.
     .venv/bin/python benchmarks/run_all.py [--only features,serving,scale | --full] [--no-readme]
 
 Without ``--only`` it runs the parts of `make bench` (features, serving, scale, orchestration,
-monitoring, arima: under 25 minutes on 2 cores); ``--full`` (`make bench-full`) runs the heavy parts instead (scale-full: the daily
+monitoring, arima, horizons: under 25 minutes on 2 cores); ``--full`` (`make bench-full`) runs the heavy parts instead (scale-full: the daily
 cycle in the default configuration at 50 and 500 tickers, hours on 2 cores). A part run replaces
 that part's figures and keeps the others' (each part states when and at which commit it was
 measured), so both targets write into the same results.md and README table. A benchmark that
@@ -48,6 +48,7 @@ BENCHMARKS = {
     "orchestration": ["bench_orchestration.py"],
     "monitoring": ["bench_monitor.py"],
     "arima": ["bench_arima.py"],
+    "horizons": ["bench_horizons.py"],
     "scale-full": ["bench_scale.py --full"],
 }
 FULL = ("scale-full",)  # `make bench-full`; `make bench` leaves them out

@@ -58,6 +58,10 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("STOCKCAST_DATA_DIR", str(tmp_path / "data"))
+    # One model per ticker unless a test asks for more: a training at three horizons costs
+    # three. The tests of horizons set them (and commands started with `clean_environment`
+    # get the product's default, 1,5,20, unless they pass SAMPLE_FAST).
+    monkeypatch.setenv("STOCKCAST_HORIZONS", "1")
     from stockcast.settings import get_settings
 
     get_settings.cache_clear()
@@ -67,9 +71,11 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
-# The bundled sample with two candidates and short backtests: a training in a few seconds.
+# The bundled sample with two candidates, short backtests and one horizon: a training in a few
+# seconds. The tests of horizons set STOCKCAST_HORIZONS themselves.
 SAMPLE_FAST = {
     "STOCKCAST_SOURCE": "sample",
+    "STOCKCAST_HORIZONS": "1",
     "STOCKCAST_START_DATE": "2010-01-01",
     "STOCKCAST_MODELS": "naive,ridge",
     "STOCKCAST_BACKTEST_DAYS": "60",

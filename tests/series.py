@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stockcast.features.build import TARGET_COLUMN, add_target, build_features, complete_rows
+from stockcast.features.build import add_target, build_features, complete_rows, for_horizon
 
 
 def synthetic_bars(
@@ -81,8 +81,8 @@ def regime_flip_bars(days: int = 600, flip_at: int = 440, seed: int = 9) -> pd.D
     return with_log_returns(synthetic_bars(("AAA",), days=days, seed=seed), ar_log_returns(phis, seed))
 
 
-def labelled(bars: pd.DataFrame) -> pd.DataFrame:
-    """Complete feature rows with their label: what a backtest consumes."""
-    return (
-        complete_rows(add_target(build_features(bars))).dropna(subset=[TARGET_COLUMN]).reset_index(drop=True)
-    )
+def labelled(bars: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
+    """Complete feature rows with their label ``horizon`` sessions ahead in TARGET_COLUMN: what a
+    backtest at that horizon consumes."""
+    rows = complete_rows(add_target(build_features(bars), [horizon]))
+    return for_horizon(rows, horizon)

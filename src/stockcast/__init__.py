@@ -1,4 +1,4 @@
-"""stockcast: next-session close forecasts and the lifecycle around them."""
+"""stockcast: close forecasts 1, 5 and 20 sessions ahead and the lifecycle around them."""
 
 import os
 

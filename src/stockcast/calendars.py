@@ -80,6 +80,23 @@ def next_session(ticker: str, after: date) -> date:
     return calendar.date_to_session(day, direction="next").date()
 
 
+def session_after(ticker: str, after: date, sessions: int = 1) -> date:
+    """The ``sessions``-th trading session of the ticker's exchange strictly after ``after``:
+    the target date of a forecast ``sessions`` ahead (holidays and weekends are not sessions)."""
+    if sessions < 1:
+        raise ValueError(f"a horizon is at least one session, got {sessions}")
+    if sessions == 1:
+        return next_session(ticker, after)
+    calendar = calendar_for(ticker)
+    first = pd.Timestamp(next_session(ticker, after))
+    window = calendar.sessions_window(first, sessions)
+    if len(window) < sessions:
+        raise ValueError(
+            f"{sessions} sessions after {after} are past the end of the {calendar.name} calendar"
+        )
+    return window[sessions - 1].date()
+
+
 def session_on_or_after(ticker: str, day: date) -> date:
     """The session a date falls on, or the next one when the exchange is closed that day."""
     calendar = calendar_for(ticker)

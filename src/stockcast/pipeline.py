@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pandas as pd
 
 from stockcast.context import Context
+from stockcast.features.build import for_horizon
 from stockcast.features.feature_store import TTL
 from stockcast.features.offline import FeatureRefresh, historical_training_rows, refresh_feature_store
 from stockcast.forecasting.predict import (
@@ -22,6 +23,7 @@ from stockcast.forecasting.predict import (
     make_forecast,
     online_row,
 )
+from stockcast.horizons import horizon_label
 from stockcast.ingest.ingest import IngestReport, ingest
 from stockcast.lifecycle.distributed import compute_many
 from stockcast.lifecycle.train import TrainingPlan, TrainingReport, finish_training, plan_training
@@ -70,14 +72,20 @@ class TrainingRound:
 
 
 def _clearly_current(context: Context, ticker: str) -> bool:
-    """True when fewer bars than ``retrain_after_days`` arrived since the champion's data end:
-    its training rows (a subset) cannot be due either, so the feature store need not be read."""
-    champion = context.registry.champion(ticker)
-    if champion is None or "data_end" not in champion.tags:
-        return False
-    data_end = pd.Timestamp(champion.tags["data_end"]).date()
-    newer = context.store.load_prices([ticker], start=data_end)
-    return int((newer["date"].dt.date > data_end).sum()) < context.settings.retrain_after_days
+    """True when, at every horizon, fewer labelled sessions than ``retrain_after_days`` arrived
+    since the champion's data end: its training rows (a subset) cannot be due either, so the
+    feature store need not be read. (At horizon h the newest h bars carry no label yet.)"""
+    ends = []
+    for horizon in context.settings.horizons:
+        champion = context.registry.champion(ticker, horizon)
+        if champion is None or "data_end" not in champion.tags:
+            return False
+        ends.append((horizon, pd.Timestamp(champion.tags["data_end"]).date()))
+    newer = context.store.load_prices([ticker], start=min(end for _, end in ends))["date"].dt.date
+    return all(
+        int((newer > data_end).sum()) - (horizon - 1) < context.settings.retrain_after_days
+        for horizon, data_end in ends
+    )
 
 
 class _LeasedTraining:
@@ -90,6 +98,8 @@ class _LeasedTraining:
         self.held = dict(held or {})
         self.owned: dict[str, TrainingLease] = {}
         self.done = TrainingRound()
+        self.plans: dict[tuple[str, int], tuple[pd.DataFrame, TrainingPlan, TrainingLease]] = {}
+        self.unfinished: dict[str, int] = {}  # per ticker, its horizons not finished yet
 
     def take(self, ticker: str) -> TrainingLease | None:
         """The ticker's lease, or None (recorded as busy) when another process holds it."""
@@ -113,6 +123,51 @@ class _LeasedTraining:
         for ticker in list(self.owned):
             self.release(ticker)
 
+    def jobs(
+        self,
+        order: list[str],
+        rows_by_ticker: Mapping[str, pd.DataFrame],
+        force: bool,
+        tune_trials: int,
+        trigger: str,
+        only: Mapping[str, Sequence[int]] | None = None,
+    ) -> Iterator[tuple[tuple[str, int], pd.DataFrame, TrainingPlan]]:
+        """Each due (ticker, horizon)'s job, handed to the workers as soon as it is planned.
+        One lease covers all of a ticker's horizons: it is released after the last."""
+        context = self.context
+        for ticker in order:
+            labelled = rows_by_ticker.get(ticker)
+            if labelled is None:
+                self.done.failures[ticker] = (
+                    "no features in the feature store; run `stockcast ingest` and `stockcast features`"
+                )
+                continue
+            lease = self.take(ticker)
+            if lease is None:
+                continue
+            jobs = []
+            horizons = context.settings.horizons if only is None else only.get(ticker, [])
+            for horizon in horizons:
+                rows = for_horizon(labelled, horizon)
+                plan = plan_training(
+                    context,
+                    ticker,
+                    rows,
+                    force=force,
+                    tune_trials=tune_trials,
+                    trigger=trigger,
+                    horizon=horizon,
+                )
+                if plan is not None:
+                    jobs.append((rows, plan))
+            if not jobs:
+                self.release(ticker)
+                continue
+            self.unfinished[ticker] = len(jobs)
+            for rows, plan in jobs:
+                self.plans[(ticker, plan.horizon)] = (rows, plan, lease)
+                yield (ticker, plan.horizon), rows, plan
+
 
 def train_round(
     context: Context,
@@ -124,8 +179,10 @@ def train_round(
     busy: Busy = "wait",
     held: Mapping[str, TrainingLease] | None = None,
     rows_by_ticker: Mapping[str, pd.DataFrame] | None = None,
+    only: Mapping[str, Sequence[int]] | None = None,
 ) -> TrainingRound:
-    """Train each ticker that needs it on point-in-time features from the feature store (or on
+    """Train each ticker that needs it (at every configured horizon, or at those ``only`` names
+    for it) on point-in-time features from the feature store (or on
     ``rows_by_ticker`` when the caller read them), each while holding its training lease: from
     the plan (the champion it gates against is read under the lease) to the gate's alias move.
     The driver holds the leases while workers compute. A ticker another process trains is
@@ -139,49 +196,35 @@ def train_round(
         return done
     if rows_by_ticker is None:
         rows_by_ticker = historical_training_rows(context, tickers)
-    plans: dict[str, tuple[pd.DataFrame, TrainingPlan, TrainingLease]] = {}
     settings = context.settings
     # Workers elsewhere get every job at once, so the driver holds several leases at a time: it
     # takes them in one global order, so that two drivers never wait for each other in a cycle.
     # Inline, each lease is released before the next is taken.
     order = sorted(tickers) if settings.dask_address or settings.training_workers > 1 else tickers
-
-    def planned() -> Iterator[tuple[str, pd.DataFrame, TrainingPlan]]:
-        """Each due ticker's job, handed to the workers as soon as it is planned."""
-        for ticker in order:
-            rows = rows_by_ticker.get(ticker)
-            if rows is None:
-                done.failures[ticker] = (
-                    "no features in the feature store; run `stockcast ingest` and `stockcast features`"
-                )
-                continue
-            lease = leases.take(ticker)
-            if lease is None:
-                continue
-            plan = plan_training(context, ticker, rows, force=force, tune_trials=tune_trials, trigger=trigger)
-            if plan is None:
-                leases.release(ticker)
-                continue
-            plans[ticker] = (rows, plan, lease)
-            yield ticker, rows, plan
-
+    planned = leases.jobs(
+        order, rows_by_ticker, force=force, tune_trials=tune_trials, trigger=trigger, only=only
+    )
+    plans, unfinished = leases.plans, leases.unfinished
     try:
-        for ticker, outcome in compute_many(settings, planned()):
-            step(f"training {ticker}")
+        for (ticker, horizon), outcome in compute_many(settings, planned):
+            step(f"training {horizon_label(ticker, horizon)}")
+            named = horizon_label(ticker, horizon)
             try:
                 if isinstance(outcome, NotEnoughHistoryError):
-                    done.failures[ticker] = f"cannot train: {outcome}"
+                    done.failures[named] = f"cannot train: {outcome}"
                 elif isinstance(outcome, BaseException):
-                    log.exception("training %s failed", ticker, exc_info=outcome)
-                    done.failures[ticker] = f"training failed: {type(outcome).__name__}: {outcome}"
+                    log.exception("training %s failed", horizon_label(ticker, horizon), exc_info=outcome)
+                    done.failures[named] = f"training failed: {type(outcome).__name__}: {outcome}"
                 else:
-                    rows, plan, lease = plans[ticker]
+                    rows, plan, lease = plans[(ticker, horizon)]
                     done.reports.append(finish_training(context, rows, plan, outcome, lease))
             except LeaseLostError as error:
                 log.info("%s", error)  # reported as the ticker's failure
-                done.failures[ticker] = str(error)
+                done.failures[named] = str(error)
             finally:
-                leases.release(ticker)
+                unfinished[ticker] -= 1
+                if unfinished[ticker] == 0:
+                    leases.release(ticker)
     finally:
         leases.release_all()
     return done
@@ -207,69 +250,86 @@ def train_many(
 def forecast_many(
     context: Context, tickers: list[str], step: Step = _no_step
 ) -> tuple[list[Forecast], dict[str, str], int]:
-    """Forecast each ticker from its online features with its champion; log the forecasts
-    (once per ticker, day and model version)."""
+    """Forecast each ticker at every configured horizon from its online features with that
+    horizon's champion; log the forecasts (once per ticker, day, horizon and model version)."""
     forecasts, failures, records = [], {}, []
-    champions = {ticker: context.registry.champion(ticker) for ticker in tickers}
-    for ticker, champion in champions.items():
+    horizons = context.settings.horizons
+    champions = {
+        (ticker, horizon): context.registry.champion(ticker, horizon)
+        for ticker in tickers
+        for horizon in horizons
+    }
+    for (ticker, horizon), champion in champions.items():
         if champion is None:
-            failures[ticker] = "no champion model; run `stockcast train` first"
-    ready = [ticker for ticker in tickers if ticker not in failures]
+            failures[horizon_label(ticker, horizon)] = "no champion model; run `stockcast train` first"
+    ready = [ticker for ticker in tickers if any(champions[(ticker, horizon)] for horizon in horizons)]
     online = context.feature_store.online(ready) if ready else None
     for ticker in ready:
         step(f"forecasting {ticker}")
-        champion = champions[ticker]
-        assert champion is not None and online is not None
+        assert online is not None
         try:
             row = online_row(online, ticker)
             check_freshness(ticker, row["date"].date(), context.store.latest_price_date(ticker), TTL)
         except ForecastUnavailableError as error:
             failures[ticker] = str(error)
             continue
-        model = context.registry.load(ticker, champion.version)
-        forecast = make_forecast(ticker, row, model, champion.name, champion.version)
-        forecasts.append(forecast)
-        records.append(forecast.record(batch_request_id(forecast), "batch", feature_values(row)))
+        features = feature_values(row)
+        for horizon in horizons:
+            champion = champions[(ticker, horizon)]
+            if champion is None:
+                continue
+            model = context.registry.load(ticker, champion.version, horizon)
+            forecast = make_forecast(ticker, row, model, champion.name, champion.version)
+            forecasts.append(forecast)
+            records.append(forecast.record(batch_request_id(forecast), "batch", features))
     logged = context.store.log_forecasts(records)
     return forecasts, failures, logged
 
 
-def due_for_retraining(context: Context, tickers: list[str]) -> list[str]:
-    """The tickers whose latest verdict is drift. A ticker whose last training saw data up to
-    fewer than ``drift_days`` sessions ago waits: retraining on almost the same data again
-    would change nothing."""
+def due_for_retraining(context: Context, tickers: list[str]) -> dict[str, list[int]]:
+    """The horizons whose latest verdict is drift, per ticker. A model whose last training saw
+    data up to fewer than ``drift_days`` sessions ago waits: retraining on almost the same data
+    again would change nothing."""
     candidates = drifted(context, tickers)
-    decisions = context.store.load_decisions()
-    due = []
-    for ticker in candidates:
-        trained = decisions.loc[(decisions["ticker"] == ticker) & (decisions["action"] == "train")]
-        if not trained.empty:
-            latest = trained.iloc[-1]
-            seen = latest["window_end"] if latest["window_end"] is not None else latest["decided_at"]
-            through = pd.Timestamp(seen).date()
-            newer = context.store.load_prices([ticker], start=through)
-            sessions_since = int((newer["date"].dt.date > through).sum())
-            if sessions_since < context.settings.drift_days:
-                log.info(
-                    "%s drifted, but its last training saw data up to %d session(s) ago; waiting",
-                    ticker,
-                    sessions_since,
-                )
-                continue
-        due.append(ticker)
+    decisions = context.store.load_decisions(horizon=None)
+    due: dict[str, list[int]] = {}
+    for ticker, horizons in candidates.items():
+        for horizon in horizons:
+            trained = decisions.loc[
+                (decisions["ticker"] == ticker)
+                & (decisions["horizon"] == horizon)
+                & (decisions["action"] == "train")
+            ]
+            if not trained.empty:
+                latest = trained.iloc[-1]
+                seen = latest["window_end"] if latest["window_end"] is not None else latest["decided_at"]
+                through = pd.Timestamp(seen).date()
+                newer = context.store.load_prices([ticker], start=through)
+                # The window's last origin was scored by the bar h sessions after it.
+                sessions_since = int((newer["date"].dt.date > through).sum()) - (horizon - 1)
+                if sessions_since < context.settings.drift_days:
+                    log.info(
+                        "%s drifted, but its last training saw data up to %d session(s) ago; waiting",
+                        horizon_label(ticker, horizon),
+                        max(sessions_since, 0),
+                    )
+                    continue
+            due.setdefault(ticker, []).append(horizon)
     return due
 
 
 def retrain_round(
     context: Context, tickers: list[str], step: Step = _no_step, busy: Busy = "wait"
 ) -> TrainingRound:
-    """Retrain the drifted tickers that are due through the one promotion gate."""
+    """Retrain the drifted models that are due (only their horizons) through the one
+    promotion gate."""
     due = due_for_retraining(context, tickers)
     if not due:
         return TrainingRound()
-    for ticker in due:
-        step(f"retraining {ticker}")
-    return train_round(context, due, force=True, trigger="drift", busy=busy)
+    for ticker, horizons in due.items():
+        for horizon in horizons:
+            step(f"retraining {horizon_label(ticker, horizon)}")
+    return train_round(context, list(due), force=True, trigger="drift", busy=busy, only=due)
 
 
 def retrain_drifted(

@@ -18,6 +18,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 TICKER_PATTERN = re.compile(r"^\^?[A-Z0-9][A-Z0-9.\-=]{0,14}$")
 PLACEHOLDER_SECRETS = {"change-me", "changeme", "secret", "password", "replace-me", "your-api-key"}
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+# The longest horizon: about a quarter of trading sessions. Longer ones leave too few
+# non-overlapping outcomes in a backtest for the gate's tests to mean anything.
+MAX_HORIZON = 60
 ModelKind = Literal["naive", "drift", "ridge", "random_forest", "lightgbm", "arima", "xgboost"]
 
 
@@ -65,6 +68,9 @@ class Settings(BaseSettings):
         "lightgbm",
         "arima",
     ]
+    # Forecast horizons in sessions of each ticker's exchange: a direct model, a champion and
+    # intervals per horizon. The shortest one fills the API's one-day fields.
+    horizons: Annotated[list[int], NoDecode] = [1, 5, 20]
     backtest_days: int = Field(default=250, ge=20)
     refit_every_days: int = Field(default=20, ge=1)
     min_train_days: int = Field(default=250, ge=60)
@@ -220,6 +226,21 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.strip().lower() in {"", "expanding", "none"}:
             return None
         return value
+
+    @field_validator("horizons", mode="before")
+    @classmethod
+    def _parse_horizons(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("horizons")
+    @classmethod
+    def _check_horizons(cls, horizons: list[int]) -> list[int]:
+        if not horizons:
+            raise ValueError("no horizons given; set a comma-separated list of sessions such as 1,5,20")
+        bad = [horizon for horizon in horizons if not 1 <= horizon <= MAX_HORIZON]
+        if bad:
+            raise ValueError(f"a horizon is a number of sessions from 1 to {MAX_HORIZON}, got {bad}")
+        return sorted(set(horizons))
 
     @field_validator("models", mode="before")
     @classmethod

@@ -66,6 +66,9 @@ class Facts:
     drifted_features: list[str] = field(default_factory=list)
     promoted_on: str | None = None
     replaced_version: str | None = None
+    # The longer horizons' forecasts of the same day: horizon, target_date, forecast, lower,
+    # upper, level, and their live coverage once monitoring has scored enough of them.
+    further: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -90,7 +93,8 @@ def gather(context: Context, ticker: str) -> Facts:
 
     now = context.now()
     facts = Facts(ticker=ticker, today=now.date().isoformat(), live_window=context.settings.drift_window)
-    latest = views.latest_forecast(views.forecast_log(context, ticker))
+    shortest, *longer = context.settings.horizons
+    latest = views.latest_forecast(views.forecast_log(context, ticker, horizon=shortest))
     if latest is not None:
         facts.forecast = float(latest["predicted_close"])
         facts.lower, facts.upper = float(latest["lower"]), float(latest["upper"])
@@ -99,14 +103,16 @@ def gather(context: Context, ticker: str) -> Facts:
         facts.as_of, facts.target_date = _day(latest["as_of"]), _day(latest["target_date"])
         facts.target_closed = is_session_closed(ticker, latest["target_date"], now)
         facts.forecast_version = str(latest["model_version"])
-    champion = views.version_summary(context.registry.champion(ticker))
+    if latest is not None:
+        facts.further = _further(context, ticker, longer, latest["as_of"])
+    champion = views.version_summary(context.registry.champion(ticker, shortest))
     if champion is not None:
         facts.champion_version, facts.champion_kind = champion["version"], champion["kind"]
         facts.backtest_rmse, facts.backtest_naive_rmse = champion["rmse"], champion["naive_rmse"]
         facts.skill_vs_naive = champion["skill_vs_naive"]
         facts.test_vs_naive, facts.p_value_vs_naive = champion["test_vs_naive"], champion["p_value_vs_naive"]
         facts.alpha = champion["alpha"]
-        decisions = context.store.load_decisions(ticker)
+        decisions = context.store.load_decisions(ticker, shortest)
         promoted = decisions.loc[
             decisions["promoted"].astype(bool) & (decisions["challenger_version"] == champion["version"])
         ]
@@ -114,7 +120,7 @@ def gather(context: Context, ticker: str) -> Facts:
             decision = promoted.iloc[-1]
             facts.promoted_on = _day(decision["decided_at"])
             facts.replaced_version = views.clean(decision.get("champion_version"))
-    rows = context.store.load_monitoring(ticker).to_dict(orient="records")
+    rows = context.store.load_monitoring(ticker, horizon=shortest).to_dict(orient="records")
     if rows:
         latest_row = views.monitoring_summary(rows)
         facts.status = latest_row["status"]
@@ -132,6 +138,29 @@ def gather(context: Context, ticker: str) -> Facts:
             since = row
         facts.status_since = _day(since["as_of"])
     return facts
+
+
+def _further(context: Context, ticker: str, horizons: list[int], as_of: Any) -> list[dict[str, Any]]:
+    """The forecasts of the longer horizons made on ``as_of``, with their live coverage."""
+    found = []
+    for horizon in horizons:
+        latest = views.latest_forecast(views.forecast_log(context, ticker, horizon=horizon))
+        if latest is None or _day(latest["as_of"]) != _day(as_of):
+            continue
+        verdicts = context.store.load_monitoring(ticker, latest_only=True, horizon=horizon)
+        coverage = views.clean(verdicts["coverage"].iloc[-1]) if not verdicts.empty else None
+        found.append(
+            {
+                "horizon": horizon,
+                "target_date": _day(latest["target_date"]),
+                "forecast": float(latest["predicted_close"]),
+                "lower": float(latest["lower"]),
+                "upper": float(latest["upper"]),
+                "level": float(latest["level"]),
+                "live_coverage": coverage,
+            }
+        )
+    return found
 
 
 def _p_value(value: float) -> str:
@@ -181,6 +210,13 @@ def judge(facts: Facts) -> tuple[str, list[str]]:
         minor.append(
             f"its intervals held the actual close {facts.live_coverage:.0%} of the time, not {facts.level:.0%}"
         )
+    for further in facts.further:
+        coverage = further["live_coverage"]
+        if coverage is not None and coverage < further["level"] - COVERAGE_SHORTFALL:
+            minor.append(
+                f"its {further['horizon']}-session intervals held the actual close {coverage:.0%} of the "
+                f"time, not {further['level']:.0%}"
+            )
     if facts.status == "watch":
         minor.append("monitoring has it on watch")
     elif facts.status in (None, "unknown"):
@@ -208,6 +244,16 @@ def template_text(facts: Facts, concerns: list[str], trust: str) -> str:
         f"{t}: the close on {facts.target_date} is forecast at {_money(facts.forecast)}{move}; "
         f"a {facts.level:.0%} interval runs from {_money(facts.lower)} to {_money(facts.upper)}."
     )
+    if facts.further:
+        sentences.append(
+            "Further out: "
+            + "; ".join(
+                f"{each['horizon']} sessions ahead ({each['target_date']}) {_money(each['forecast'])}, "
+                f"{each['level']:.0%} interval {_money(each['lower'])} to {_money(each['upper'])}"
+                for each in facts.further
+            )
+            + "."
+        )
     if facts.champion_version is not None:
         if facts.champion_kind == "naive":
             level = f" at alpha = {facts.alpha:g}" if facts.alpha is not None else ""

@@ -80,21 +80,23 @@ def _level_key(tags: dict[str, str]) -> str:
 
 
 def recent_decisions(
-    context: Context, ticker: str | None = None, limit: int = DECISIONS_SHOWN
+    context: Context, ticker: str | None = None, limit: int = DECISIONS_SHOWN, horizon: int | None = 1
 ) -> list[dict[str, Any]]:
-    """The latest promotion decisions (of one ticker, or all), newest first."""
-    frame = context.store.load_decisions(ticker).tail(limit).iloc[::-1]
+    """The latest promotion decisions at ``horizon`` (every horizon when None) of one ticker, or
+    all, newest first."""
+    frame = context.store.load_decisions(ticker, horizon).tail(limit).iloc[::-1]
     return [{key: clean(value) for key, value in row.items()} for row in frame.to_dict(orient="records")]
 
 
-def ticker_models(context: Context, ticker: str) -> dict[str, Any]:
-    """Champion, challenger and the latest decisions of one ticker."""
+def ticker_models(context: Context, ticker: str, horizon: int = 1) -> dict[str, Any]:
+    """Champion, challenger and the latest decisions of one ticker's model at ``horizon``."""
     registry = context.registry
     return {
         "ticker": ticker,
-        "champion": version_summary(registry.champion(ticker)),
-        "challenger": version_summary(registry.by_alias(ticker, "challenger")),
-        "decisions": recent_decisions(context, ticker),
+        "horizon": horizon,
+        "champion": version_summary(registry.champion(ticker, horizon)),
+        "challenger": version_summary(registry.by_alias(ticker, "challenger", horizon)),
+        "decisions": recent_decisions(context, ticker, horizon=horizon),
     }
 
 
@@ -109,18 +111,22 @@ def monitoring_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return latest
 
 
-def monitoring_of(context: Context, ticker: str | None = None) -> list[dict[str, Any]]:
-    """``monitoring_summary`` per monitored ticker (or the one asked for), by ticker."""
-    frame = context.store.load_monitoring(ticker)
+def monitoring_of(
+    context: Context, ticker: str | None = None, horizon: int | None = 1
+) -> list[dict[str, Any]]:
+    """``monitoring_summary`` per monitored ticker (or the one asked for) at ``horizon`` (every
+    horizon when None), by ticker and horizon."""
+    frame = context.store.load_monitoring(ticker, horizon=horizon)
     return [
-        monitoring_summary(rows.to_dict(orient="records")) for _, rows in frame.groupby("ticker", sort=True)
+        monitoring_summary(rows.to_dict(orient="records"))
+        for _, rows in frame.groupby(["ticker", "horizon"], sort=True)
     ]
 
 
-def forecast_log(context: Context, ticker: str, limit: int | None = None) -> pd.DataFrame:
-    """A ticker's logged batch and API forecasts, oldest first, with actuals and errors once
-    known (what-ifs excluded: they were never forecasts of the real next session)."""
-    frame = context.store.load_forecasts(ticker=ticker)
+def forecast_log(context: Context, ticker: str, limit: int | None = None, horizon: int = 1) -> pd.DataFrame:
+    """A ticker's logged batch and API forecasts at ``horizon``, oldest first, with actuals and
+    errors once known (what-ifs excluded: they were never forecasts of a real session)."""
+    frame = context.store.load_forecasts(ticker=ticker, horizon=horizon)
     frame = frame.loc[frame["origin"] != "what-if"].drop(columns=["features"], errors="ignore")
     # One forecast per target day and model version: the batch one when both exist.
     frame = frame.assign(_api=frame["origin"] != "batch").sort_values(

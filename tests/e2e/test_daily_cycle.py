@@ -48,10 +48,14 @@ def first_run(cycle_dir):
     return env, run_cli("run", env=env)
 
 
-def test_run_prints_a_forecast_per_ticker_and_registers_champions(first_run):
+# The product's defaults, which `stockcast run` used (the test session's own default is one horizon).
+HORIZONS = "1,5,20"
+
+
+def test_run_prints_a_forecast_per_ticker_and_horizon_and_registers_champions(first_run):
     env, result = first_run
     assert result.returncode == 0, result.stderr
-    assert "Next-session close forecasts" in result.stdout
+    assert "Close forecasts, by sessions ahead" in result.stdout
     assert "Yahoo Finance unreachable" in result.stderr and "bundled sample" in result.stderr
     # Not a terminal: progress comes as log lines, ending with the whole of the work.
     assert "progress " in result.stderr and "(100%)" in result.stderr
@@ -60,15 +64,27 @@ def test_run_prints_a_forecast_per_ticker_and_registers_champions(first_run):
     assert "Warning:" not in result.stderr, result.stderr
     for ticker in ("AAPL", "MSFT"):
         assert ticker in result.stdout
-    assert "2013-03-01" in result.stdout and "2013-03-04" in result.stdout  # as of Friday, for Monday
-    context = Context(load_settings(data_dir=env["STOCKCAST_DATA_DIR"], tickers="AAPL,MSFT"))
+    # As of Friday 1 March 2013: for Monday, Friday the 8th, and 1 April (Good Friday is no session).
+    for day in ("2013-03-01", "2013-03-04", "2013-03-08", "2013-04-01"):
+        assert day in result.stdout
+    context = Context(
+        load_settings(data_dir=env["STOCKCAST_DATA_DIR"], tickers="AAPL,MSFT", horizons=HORIZONS)
+    )
+    logged = context.store.load_forecasts()
+    assert sorted(logged.groupby("ticker")["horizon"].apply(sorted).to_list()) == [[1, 5, 20]] * 2
+    for ticker, rows in logged.groupby("ticker"):
+        widths = (rows["upper"] / rows["lower"]).to_list()
+        assert widths == sorted(widths) and widths[0] < widths[-1], (
+            f"{ticker}: intervals widen with the horizon"
+        )
     for ticker in ("AAPL", "MSFT"):
-        champion = context.registry.champion(ticker)
-        assert champion is not None
-        assert float(champion.tags["rmse"]) <= float(champion.tags["naive_rmse"])
+        for horizon in (1, 5, 20):
+            champion = context.registry.champion(ticker, horizon)
+            assert champion is not None
+            assert float(champion.tags["rmse"]) <= float(champion.tags["naive_rmse"])
     # Every candidate was tested against naive; none serves without a passing test.
-    decisions = context.store.load_decisions()
-    assert len(decisions) == 2 and decisions["tests"].str.contains("DM-HLN").all()
+    decisions = context.store.load_decisions(horizon=None)
+    assert len(decisions) == 6 and decisions["tests"].str.contains("DM-HLN").all()
     for decision in decisions.itertuples():
         if decision.challenger_spec != "naive()":
             assert decision.p_value_vs_naive < decision.alpha, decision.reason
@@ -78,20 +94,22 @@ def test_run_prints_a_forecast_per_ticker_and_registers_champions(first_run):
 
 def test_second_run_adds_no_duplicate_prices_or_forecasts(first_run):
     env, _ = first_run
-    context = Context(load_settings(data_dir=env["STOCKCAST_DATA_DIR"], tickers="AAPL,MSFT"))
+    context = Context(
+        load_settings(data_dir=env["STOCKCAST_DATA_DIR"], tickers="AAPL,MSFT", horizons=HORIZONS)
+    )
     prices_before, forecasts_before = context.store.count_prices(), context.store.count_forecasts()
     again = run_cli("run", env=env)
     assert again.returncode == 0, again.stderr
     assert "0 new forecast(s) logged" in again.stdout
     assert context.store.count_prices() == prices_before
-    assert context.store.count_forecasts() == forecasts_before == 2
+    assert context.store.count_forecasts() == forecasts_before == 6
 
 
 def test_api_serves_the_champion_and_logs_what_it_served(first_run):
     from stockcast.serving.app import create_app
 
     env, _ = first_run
-    settings = load_settings(data_dir=env["STOCKCAST_DATA_DIR"], tickers="AAPL,MSFT")
+    settings = load_settings(data_dir=env["STOCKCAST_DATA_DIR"], tickers="AAPL,MSFT", horizons=HORIZONS)
     with TestClient(create_app(settings)) as client:
         health = client.get("/health")
         assert health.status_code == 200
@@ -104,6 +122,12 @@ def test_api_serves_the_champion_and_logs_what_it_served(first_run):
         )
         assert body["interval"]["lower"] <= body["predicted_close"] <= body["interval"]["upper"]
         assert body["model"]["name"] == "stockcast-AAPL"
+        assert [each["horizon"] for each in body["forecasts"]] == [1, 5, 20]
+        assert [each["target_date"] for each in body["forecasts"]] == [
+            "2013-03-04",
+            "2013-03-08",
+            "2013-04-01",
+        ]
         assert client.get("/predict/ZZZZ").status_code == 404
     logged = Context(settings).store.load_forecasts(ticker="AAPL")
     served = logged[logged["request_id"] == body["request_id"]]

@@ -24,6 +24,7 @@ from stockcast.settings import load_settings
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
 TICKERS = "AAPL,MSFT"
+HORIZONS = [1, 5, 20]
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,7 @@ def filled_store(tmp_path_factory) -> dict[str, str]:
         "STOCKCAST_MODELS": "naive,drift,ridge",
         "STOCKCAST_BACKTEST_DAYS": "100",
         "STOCKCAST_SOURCE": "sample",
+        "STOCKCAST_HORIZONS": ",".join(map(str, HORIZONS)),
     }
     replayed = run_cli(
         "replay", "--start", "2013-02-01", "--days", "20", "--data-dir", env["STOCKCAST_DATA_DIR"], env=env
@@ -127,25 +129,53 @@ def open_page(page, url: str) -> None:
     assert page.locator("[data-testid=stException]").count() == 0
 
 
-def test_forecast_page_draws_the_chart_and_shows_the_stored_forecast(page, dashboard, filled_store):
+# The traces of the Forecast page's chart that mark a horizon's forecast (Plotly keeps a
+# chart's data on its element).
+FAN_MARKERS = """() => {
+    const found = [];
+    for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+        for (const trace of plot.data || []) {
+            if (trace.meta && trace.meta.horizon) {
+                found.push({horizon: trace.meta.horizon, x: Array.from(trace.x), y: Array.from(trace.y)});
+            }
+        }
+    }
+    return found;
+}"""
+
+
+def test_forecast_page_draws_the_fan_and_shows_every_horizons_forecast(page, dashboard, filled_store):
     open_page(page, dashboard)
     page.wait_for_selector(".js-plotly-plot", timeout=60_000)
     context = Context(load_settings(data_dir=filled_store["STOCKCAST_DATA_DIR"], tickers=TICKERS))
-    stored = context.store.load_forecasts(ticker="AAPL").iloc[-1]
+    logged = context.store.load_forecasts(ticker="AAPL")
+    batch = logged.loc[logged["origin"] == "batch"]
+    newest = batch.loc[batch["as_of"] == batch["as_of"].max()].drop_duplicates("horizon", keep="last")
+    assert sorted(newest["horizon"]) == HORIZONS  # else the checks below miss a horizon
     metrics = page.locator("[data-testid=stMetricValue]").all_inner_texts()
-    assert metrics[0] == f"{stored['predicted_close']:,.2f}"
-    assert str(stored["target_date"]) in metrics
+    labels = " ".join(page.locator("[data-testid=stMetricLabel]").all_inner_texts())
+    for stored in newest.itertuples():
+        assert f"{stored.predicted_close:,.2f}" in metrics
+        assert str(stored.target_date) in labels
     assert page.locator(".js-plotly-plot .candlestick, .js-plotly-plot g.trace").count() > 0
+    drawn = {marker["horizon"]: marker for marker in page.evaluate(FAN_MARKERS)}
+    assert sorted(drawn) == HORIZONS
+    for stored in newest.itertuples():
+        marker = drawn[stored.horizon]
+        assert [str(pd.Timestamp(x).date()) for x in marker["x"]] == [str(stored.target_date)]
+        assert marker["y"] == pytest.approx([stored.predicted_close])
     photograph(page, "forecast")
 
     before = context.store.count_forecasts()
     page.get_by_role("button", name="Request a fresh forecast").click()
     answer = page.locator("[data-testid=stAlertContentSuccess]")
     answer.wait_for(timeout=60_000)
+    assert context.store.count_forecasts() == before + len(HORIZONS)  # one logged per horizon
     api_logged = context.store.load_forecasts(ticker="AAPL")
-    newest = api_logged.loc[api_logged["origin"] != "batch"].iloc[-1]
-    assert f"{newest['predicted_close']:,.2f}" in answer.inner_text()  # served == logged
-    assert context.store.count_forecasts() == before + 1
+    served = api_logged.loc[api_logged["origin"] != "batch"].sort_values("id").tail(len(HORIZONS))
+    assert sorted(served["horizon"]) == HORIZONS
+    for each in served.itertuples():
+        assert f"{each.target_date}: {each.predicted_close:,.2f}" in answer.inner_text()  # served == logged
 
 
 # The traces of the History page's first chart, as the browser holds them (Plotly keeps a
@@ -166,10 +196,11 @@ def _points(dates, values) -> dict[str, float]:
 
 
 def test_history_page_shows_the_logged_forecasts_and_their_actuals(page, dashboard, filled_store):
-    """AAPL's daily forecasts from the replay and the run, each with the close that came true
-    once its day had passed: drawn in the chart, listed in the table, in the CSV download."""
+    """AAPL's daily forecasts one session ahead (the horizon shown first) from the replay and
+    the run, each with the close that came true once its day had passed: drawn in the chart,
+    listed in the table, in the CSV download; and a row of scores per horizon."""
     context = Context(load_settings(data_dir=filled_store["STOCKCAST_DATA_DIR"], tickers=TICKERS))
-    logged = context.store.load_forecasts(ticker="AAPL")
+    logged = context.store.load_forecasts(ticker="AAPL", horizon=1)
     batch = logged.loc[logged["origin"] == "batch"].sort_values("target_date")
     scored = batch.dropna(subset=["actual_close"])
     # One a session for the 20 replayed (the run on the last day logs the same one again), all
@@ -190,8 +221,11 @@ def test_history_page_shows_the_logged_forecasts_and_their_actuals(page, dashboa
         _points(scored["target_date"], scored["actual_close"])
     )
 
-    grid = page.locator("[data-testid=stDataFrame] [role=grid]").first
-    assert int(grid.get_attribute("aria-rowcount")) - 1 == len(traces["forecast"]["x"])  # one header row
+    grids = page.locator("[data-testid=stDataFrame] [role=grid]")
+    assert int(grids.first.get_attribute("aria-rowcount")) - 1 == len(
+        traces["forecast"]["x"]
+    )  # one header row
+    assert int(grids.last.get_attribute("aria-rowcount")) - 1 == len(HORIZONS)  # the scores by horizon
 
     with page.expect_download() as download:
         page.get_by_test_id("stDownloadButton").get_by_role("button", name="Download as CSV").click()
@@ -209,13 +243,26 @@ def test_history_page_shows_the_logged_forecasts_and_their_actuals(page, dashboa
     )
 
 
-def test_models_page_lists_every_tickers_champion(page, dashboard):
+def _in_a_row(cells: list[str], *values: str) -> bool:
+    """Whether ``values`` are next to each other, in order, among a grid's cells."""
+    return any(tuple(cells[index : index + len(values)]) == values for index in range(len(cells)))
+
+
+def test_models_page_lists_every_tickers_champion_at_every_horizon(page, dashboard, filled_store):
     open_page(page, f"{dashboard}/models")
     page.wait_for_selector("[data-testid=stDataFrame] [role=gridcell]", state="attached", timeout=60_000)
     cells = page.locator("[data-testid=stDataFrame]").first.locator("[role=gridcell]").all_inner_texts()
-    for ticker in TICKERS.split(","):
-        assert ticker in cells
-    assert cells.count("champion") == len(TICKERS.split(","))
+    context = Context(load_settings(data_dir=filled_store["STOCKCAST_DATA_DIR"], tickers=TICKERS))
+    champions = [
+        (ticker, horizon, champion.version)
+        for ticker in TICKERS.split(",")
+        for horizon in HORIZONS
+        if (champion := context.registry.champion(ticker, horizon)) is not None
+    ]
+    assert {ticker for ticker, _, _ in champions} == set(TICKERS.split(","))
+    for ticker, horizon, version in champions:
+        assert _in_a_row(cells, ticker, str(horizon), "champion", version), (ticker, horizon)
+    assert cells.count("champion") == len(champions)
     photograph(page, "models")
 
 
@@ -224,11 +271,13 @@ def test_monitoring_page_shows_each_tickers_drift_status(page, dashboard, filled
     page.wait_for_selector("[data-testid=stDataFrame] [role=gridcell]", state="attached", timeout=60_000)
     cells = page.locator("[data-testid=stDataFrame]").first.locator("[role=gridcell]").all_inner_texts()
     context = Context(load_settings(data_dir=filled_store["STOCKCAST_DATA_DIR"], tickers=TICKERS))
-    latest = context.store.load_monitoring(latest_only=True)
-    assert sorted(latest["ticker"]) == sorted(TICKERS.split(","))  # else the loop below checks nothing
-    for ticker, status in zip(latest["ticker"], latest["status"], strict=True):
-        index = cells.index(ticker)
-        assert cells[index + 1] == status  # the status column follows the ticker
+    latest = context.store.load_monitoring(latest_only=True, horizon=None)
+    # A verdict per ticker and horizon, else the loop below checks less than it says.
+    assert sorted(zip(latest["ticker"], latest["horizon"], strict=True)) == [
+        (ticker, horizon) for ticker in sorted(TICKERS.split(",")) for horizon in HORIZONS
+    ]
+    for ticker, horizon, status in zip(latest["ticker"], latest["horizon"], latest["status"], strict=True):
+        assert _in_a_row(cells, ticker, str(horizon), status), (ticker, horizon)  # the columns in order
     page.get_by_text("Show the report").click()
     page.wait_for_selector("iframe", timeout=30_000)  # the Evidently report, embedded
     photograph(page, "monitoring")

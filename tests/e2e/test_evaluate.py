@@ -40,6 +40,7 @@ def setup(tmp_path_factory):
         "STOCKCAST_TICKERS": "MOM,WALK",
         "STOCKCAST_START_DATE": "2010-01-01",
         "STOCKCAST_MODELS": "naive,drift,ridge,arima",
+        "STOCKCAST_HORIZONS": "1,5,20",
         "STOCKCAST_BACKTEST_DAYS": "150",
         "STOCKCAST_MIN_TRAIN_DAYS": "200",
         "STOCKCAST_REFIT_EVERY_DAYS": "50",
@@ -59,10 +60,15 @@ def test_the_candidate_table_has_scale_free_and_probabilistic_scores(setup):
     assert set(rows["ticker"]) == {"MOM", "WALK"}
     for column in ("rmsse", "msis_90", "coverage_50", "coverage_80", "coverage_90", "direction_p_value"):
         assert column in rows
+    # Every horizon, each candidate on each ticker, scored on its own window of 150 origins.
+    assert rows.groupby("horizon").size().to_dict() == {1: 8, 5: 8, 20: 8}
+    assert (rows["n_forecasts"] == 150).all()
     text = readme.read_text()
-    assert "old table" not in text and "| arima |" in text and "old audit" in text
-    [naive] = [line for line in text.splitlines() if line.startswith("| naive |")]
-    assert "| n/a | n/a |" in naive  # no direction called, so none tested
+    assert "old table" not in text and "old audit" in text
+    for horizon in (1, 5, 20):
+        assert f"| {horizon} | arima |" in text
+        [naive] = [line for line in text.splitlines() if line.startswith(f"| {horizon} | naive |")]
+        assert "| n/a | n/a |" in naive  # no direction called, so none tested
 
 
 def test_the_gate_audit_scores_each_rules_pick_on_the_next_window(setup):
@@ -119,6 +125,7 @@ def small(tmp_path_factory):
         "STOCKCAST_TICKERS": "MOM",
         "STOCKCAST_START_DATE": "2010-01-01",
         "STOCKCAST_MODELS": "naive,ridge",
+        "STOCKCAST_HORIZONS": "1,5",
         "STOCKCAST_BACKTEST_DAYS": "60",
         "STOCKCAST_MIN_TRAIN_DAYS": "120",
         "STOCKCAST_REFIT_EVERY_DAYS": "30",
@@ -139,12 +146,16 @@ def test_the_page_the_rows_and_the_readme_section_agree_and_a_rerun_changes_noth
     assert first.returncode == 0, first.stderr
 
     written = page.read_text()
-    rows = pd.read_csv(rows_file).set_index("candidate")
-    assert set(rows.index) == {"naive", "ridge"} and set(rows["ticker"]) == {"MOM"}
-    assert (rows["n_forecasts"] == 60).all()  # STOCKCAST_BACKTEST_DAYS scored sessions each
-    ratio = rows.loc["ridge", "rmse"] / rows.loc["naive", "rmse"]
-    assert f"| ridge | {ratio:.4f} | {ratio:.4f} |" in written  # the table is computed from the rows
-    assert "| naive | 1.0000 | 1.0000 |" in written
+    every = pd.read_csv(rows_file)
+    assert set(every["horizon"]) == {1, 5} and set(every["ticker"]) == {"MOM"}
+    assert (every["n_forecasts"] == 60).all()  # STOCKCAST_BACKTEST_DAYS scored sessions each
+    for horizon in (1, 5):
+        rows = every[every["horizon"] == horizon].set_index("candidate")
+        assert set(rows.index) == {"naive", "ridge"}
+        ratio = rows.loc["ridge", "rmse"] / rows.loc["naive", "rmse"]
+        # The table is computed from the rows.
+        assert f"| {horizon} | ridge | {ratio:.4f} | {ratio:.4f} |" in written
+        assert f"| {horizon} | naive | 1.0000 | 1.0000 |" in written
     assert " ".join(written.split()) in " ".join(first.stdout.split())  # printed as written (wrapped)
     # The README's section is the page, between its markers; the rest stays as it was.
     assert readme.read_text() == README.replace("old table\n", written)
@@ -153,7 +164,7 @@ def test_the_page_the_rows_and_the_readme_section_agree_and_a_rerun_changes_noth
     assert again.returncode == 0, again.stderr
     assert readme.read_text() == README.replace("old table\n", written)  # replaced, not added
     assert page.read_text() == written
-    pd.testing.assert_frame_equal(pd.read_csv(rows_file).set_index("candidate"), rows)
+    pd.testing.assert_frame_equal(pd.read_csv(rows_file), every)
 
 
 @pytest.mark.parametrize(

@@ -63,14 +63,16 @@ def test_a_run_on_postgresql_s3_and_redis_stores_everything_there_and_reruns_cle
     env, bucket, folder = production_env
     first = run_cli("run", cwd=folder)
     assert first.returncode == 0, first.stderr
-    assert "Next-session close forecasts" in first.stdout
+    assert "Close forecasts, by sessions ahead" in first.stdout
     for ticker in TICKERS.split(","):
         assert ticker in first.stdout
 
     store = Store(env["STOCKCAST_DATABASE_URL"])
     assert store.engine.dialect.name == "postgresql"
     prices, forecasts = store.count_prices(), store.count_forecasts()
-    assert prices > 1000 and forecasts == 2
+    # Two tickers at the default horizons, 1, 5 and 20 sessions ahead: six forecasts.
+    assert prices > 1000 and forecasts == 6
+    assert sorted(store.load_forecasts()["horizon"]) == [1, 1, 5, 5, 20, 20]
 
     keys = _s3_keys(s3_server, bucket)
     assert any(key.startswith("stockcast/raw/") for key in keys), keys[:10]

@@ -11,6 +11,7 @@ FAST = {
     "STOCKCAST_TICKERS": "AAPL,MSFT",
     "STOCKCAST_SOURCE": "sample",
     "STOCKCAST_MODELS": "naive,ridge",
+    "STOCKCAST_HORIZONS": "1,5",
     "STOCKCAST_BACKTEST_DAYS": "100",
     "STOCKCAST_REFIT_EVERY_DAYS": "50",
     "STOCKCAST_DRIFT_WINDOW": "10",
@@ -36,10 +37,15 @@ def test_a_replay_runs_the_days_and_summarizes_them(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Replay 2008-09-15 – 2008-09-24: 8 sessions" in result.stdout
     summary = json.loads((directory / "summary.json").read_text())
-    assert [ticker["ticker"] for ticker in summary["tickers"]] == ["AAPL", "MSFT"]
-    # the forecast of each simulated day but the last has been scored the next day
-    assert all(ticker["scored"] == 7 for ticker in summary["tickers"])
-    assert all(0 <= ticker["coverage"] <= 1 for ticker in summary["tickers"])
+    rows = {(ticker["ticker"], ticker["horizon"]): ticker for ticker in summary["tickers"]}
+    assert list(rows) == [("AAPL", 1), ("AAPL", 5), ("MSFT", 1), ("MSFT", 5)]
+    # The forecast of each simulated day but the last has been scored the next day; those five
+    # sessions ahead, on the fifth session after theirs: the first three days' only.
+    assert [row["scored"] for row in rows.values()] == [7, 3, 7, 3]
+    assert all(0 <= row["coverage"] <= 1 for row in rows.values())
+    pooled = {each["horizon"]: each for each in summary["horizons"]}
+    assert pooled[1]["scored"] == 14 and pooled[5]["scored"] == 6
+    assert "Pooled over the tickers, per horizon" in result.stdout
     assert (directory / "replay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     reports = sorted(
         path.parent.name for path in (directory / "artifacts" / "reports" / "AAPL").glob("*/data_drift.json")
@@ -72,10 +78,12 @@ def test_a_replay_runs_the_days_and_summarizes_them(tmp_path):
     assert "stale figures" not in written
     assert "`stockcast replay --start 2008-09-22 --days 2`" in written
     assert "2 sessions from 2008-09-22 to 2008-09-23" in written
-    rows = [
+    lines = [
         line for line in written.splitlines() if line.startswith("| AAPL |") or line.startswith("| MSFT |")
     ]
-    assert len(rows) == 2 and all(row.split(" | ")[1] == "1" for row in rows)  # one forecast scored each
+    # One forecast scored each at one session ahead; none yet at five.
+    assert [line.split(" | ")[1:3] for line in lines] == [["1", "1"], ["5", "0"], ["1", "1"], ["5", "0"]]
+    assert "| 5 | 0 | 90% | - | - | - |" in written  # the pooled row of a horizon not scored yet
 
 
 def test_a_replay_refuses_a_readme_without_its_markers_before_it_starts(tmp_path):

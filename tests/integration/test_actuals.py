@@ -120,3 +120,57 @@ def test_the_actuals_command_reports_and_is_safe_to_rerun(context, tmp_path):
     assert first.returncode == 0 and "1 forecast(s) scored (AAA 1)" in first.stdout
     second = run_cli("actuals", env=env)
     assert second.returncode == 0 and "0 forecast(s) scored" in second.stdout
+
+
+def test_a_five_session_forecast_is_scored_once_on_its_own_session_after_a_split(context):
+    """Made on Friday 20 Dec 2024 for five sessions ahead: 23, 24, 26, 27 and Monday 30 Dec
+    (Christmas is no session). A 2:1 split on the 26th re-bases the stored history. Neither
+    the bars of the sessions in between nor a rerun scores it; the 30th does, once, on the
+    forecast's own price basis."""
+    from stockcast.calendars import session_after
+
+    made = date(2024, 12, 20)
+    target = session_after("AAA", made, 5)
+    assert target == date(2024, 12, 30)
+    context.store.upsert_prices(bars({"2024-12-19": 198.0, "2024-12-20": 200.0}))
+    context.store.log_forecasts(
+        [
+            forecast("one", "2024-12-20", "2024-12-23", predicted=201.0, last=200.0),
+            forecast("five", "2024-12-20", target.isoformat(), predicted=204.0, last=200.0, horizon=5),
+        ]
+    )
+    # The 23rd and 24th arrive: the one-session forecast is scored, the five-session one waits.
+    context.store.upsert_prices(bars({"2024-12-23": 202.0, "2024-12-24": 203.0}))
+    first = fill_actuals(context, ["AAA"])
+    assert (first.filled, first.still_open) == (1, 1)
+    assert pd.isna(scored(context).loc["five", "actual_close"])
+    # The split on the 26th: Yahoo re-bases the whole history, the bars in between arrive.
+    context.store.upsert_prices(
+        bars(
+            {
+                "2024-12-19": 99.0,
+                "2024-12-20": 100.0,
+                "2024-12-23": 101.0,
+                "2024-12-24": 101.5,
+                "2024-12-26": 102.0,
+                "2024-12-27": 102.5,
+            }
+        )
+    )
+    waiting = fill_actuals(context, ["AAA"])
+    assert (waiting.filled, waiting.still_open) == (0, 1)
+    context.store.upsert_prices(bars({"2024-12-30": 103.0}))
+    scored_now = fill_actuals(context, ["AAA"])
+    assert (scored_now.filled, scored_now.still_open) == (1, 0)
+    row = scored(context).loc["five"]
+    assert row["horizon"] == 5
+    assert row["actual_date"] == target
+    assert row["adjustment"] == pytest.approx(0.5)
+    assert row["actual_close"] == pytest.approx(206.0)  # 103 on the forecast's pre-split basis
+    assert row["error"] == pytest.approx(2.0) and row["naive_error"] == pytest.approx(6.0)
+    evaluated_at = row["evaluated_at"]
+    # Another bar and another run: it is never scored again.
+    context.store.upsert_prices(bars({"2024-12-31": 110.0}))
+    assert fill_actuals(context, ["AAA"]).filled == 0
+    assert scored(context).loc["five", "evaluated_at"] == evaluated_at
+    assert scored(context).loc["five", "actual_close"] == pytest.approx(206.0)

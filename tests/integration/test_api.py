@@ -143,7 +143,10 @@ def test_a_promotion_elsewhere_is_picked_up_by_the_refresher_thread(context, ver
             served = client.get("/predict/AAA").json()["model"]["version"]
         assert served == first, "the refresher thread did not load the new champion within 10 s"
         assert client.get("/models/AAA").json()["served_version"] == first
-        assert 'stockcast_champion_version{ticker="AAA"} ' + f"{float(first)}" in client.get("/metrics").text
+        assert (
+            'stockcast_champion_version{horizon="1",ticker="AAA"} ' + f"{float(first)}"
+            in client.get("/metrics").text
+        )
 
 
 def sample_value(text: str, line_prefix: str) -> float:
@@ -156,14 +159,14 @@ def sample_value(text: str, line_prefix: str) -> float:
 def test_metrics_count_requests_forecasts_and_champions(client, versions):
     ok = 'stockcast_http_requests_total{method="GET",route="/predict/{ticker}",status="200"}'
     missing = 'stockcast_http_requests_total{method="GET",route="/predict/{ticker}",status="404"}'
-    served = f'stockcast_forecasts_served_total{{model_version="{versions[1]}",origin="api",ticker="AAA"}}'
+    served = f'stockcast_forecasts_served_total{{horizon="1",model_version="{versions[1]}",origin="api",ticker="AAA"}}'
     before = client.get("/metrics").text
     client.get("/predict/AAA")
     client.get("/predict/ZZZ")
     after = client.get("/metrics").text
     for line, increase in ((ok, 1), (missing, 1), (served, 1)):
         assert sample_value(after, line) - sample_value(before, line) == increase
-    assert sample_value(after, 'stockcast_champion_version{ticker="AAA"}') == float(versions[1])
+    assert sample_value(after, 'stockcast_champion_version{horizon="1",ticker="AAA"}') == float(versions[1])
     assert sample_value(after, "stockcast_model_load_seconds_count") >= 1
     assert (
         'stockcast_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/predict/{ticker}"}'
@@ -445,7 +448,7 @@ def test_newly_materialized_features_are_served_within_the_refresh_window(client
     cache.clock = lambda: time.monotonic() + window * 1.5  # the refresh window has passed
     # Within the second window the kept forecast answers while one read refreshes it behind...
     assert client.get("/predict/AAA").json()["as_of"] == before["as_of"]
-    cache.read("AAA", state.champions.get("AAA")).result(timeout=30)
+    cache.read("AAA", state.champions.of("AAA")).result(timeout=30)
     fresh = client.get("/predict/AAA").json()
     assert fresh["as_of"] == newest["date"].iloc[0].date().isoformat()
     assert fresh["target_date"] > before["target_date"]
@@ -480,11 +483,11 @@ def test_requests_share_one_online_read_and_do_not_wait_for_a_refresh(client, co
     assert cache.reads == reads + 1  # one read started for the five, still held
 
     cache.clock = lambda: time.monotonic() + window * 5  # too old to serve: requests join the read
-    loaded = state.champions.get("AAA")
-    joined = [cache.lookup("AAA", loaded) for _ in range(16)]
+    champions = state.champions.of("AAA")
+    joined = [cache.lookup("AAA", champions) for _ in range(16)]
     assert all(waiting is joined[0] for waiting in joined) and not joined[0].done()
     release.touch()
-    assert joined[0].result(timeout=30).forecast.predicted_close == served["predicted_close"]
+    assert joined[0].result(timeout=30).by_horizon[1].forecast.predicted_close == served["predicted_close"]
     assert cache.reads == reads + 1
     assert client.get("/predict/AAA").status_code == 200 and cache.reads == reads + 1
 
@@ -505,7 +508,7 @@ def test_a_failed_refresh_is_not_hidden_by_the_kept_forecast(client, context):
     kept = client.get("/predict/AAA")
     assert kept.status_code == 200  # answered while the read behind finds the features stale
     with pytest.raises(HTTPException, match="stockcast features"):
-        cache.read("AAA", state.champions.get("AAA")).result(timeout=30)
+        cache.read("AAA", state.champions.of("AAA")).result(timeout=30)
     stale = client.get("/predict/AAA")
     assert stale.status_code == 503 and "stockcast features" in stale.json()["message"]
 
@@ -546,12 +549,12 @@ def test_a_restart_serves_the_last_champions_until_the_registry_is_checked(conte
     restarted = _bare_state(Context(context.settings))
     assert restarted.restore_snapshot()
     assert restarted.champions.versions() == {"AAA": second}
-    kept = restarted.forecasts.get("AAA", restarted.champions.get("AAA"))
-    assert kept is not None and kept.forecast.predicted_close == served["predicted_close"]
+    kept = restarted.forecasts.get("AAA", restarted.champions.of("AAA"))
+    assert kept is not None and kept.by_horizon[1].forecast.predicted_close == served["predicted_close"]
 
     assert restarted.champions.refresh() == ["AAA"]  # what the background check does
     assert restarted.champions.versions() == {"AAA": first}
-    assert restarted.forecasts.get("AAA", restarted.champions.get("AAA")) is None  # made by the old one
+    assert restarted.forecasts.get("AAA", restarted.champions.of("AAA")) is None  # made by the old one
 
     with TestClient(create_app(context.settings)) as client:
         assert client.get("/ready").status_code == 200

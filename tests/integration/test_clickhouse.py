@@ -126,3 +126,40 @@ def test_a_url_that_is_not_http_is_refused_with_what_was_expected(monkeypatch, i
         refused = cli("export", "clickhouse")
         assert refused.exit_code != 0 and problem in refused.output, refused.output
         assert "STOCKCAST_CLICKHOUSE_URL" in refused.output
+
+
+def test_tables_from_before_horizons_are_upgraded_and_keep_each_horizon_apart(clickhouse, monkeypatch):
+    """A database made by the previous release (no horizon column; monitoring keyed by ticker
+    and day) is upgraded by the next export: the column is added and ends the monitoring key,
+    so the verdicts of two horizons on one day stay two rows under FINAL."""
+    monkeypatch.setenv("STOCKCAST_HORIZONS", "1,5")
+    database = f"{clickhouse.database}"
+    clickhouse.execute(f"CREATE DATABASE IF NOT EXISTS {database}")
+    clickhouse.execute(
+        f"CREATE TABLE {database}.monitoring (ticker String, as_of Date, model_version Nullable(String), "
+        "evaluated UInt32, rolling_rmse Nullable(Float64), rolling_naive_rmse Nullable(Float64), "
+        "backtest_rmse Nullable(Float64), rmse_ratio Nullable(Float64), days_above UInt32, "
+        "coverage Nullable(Float64), directional_accuracy Nullable(Float64), mae Nullable(Float64), "
+        "drift_share Nullable(Float64), status String, computed_at DateTime('UTC'), version UInt64"
+        ") ENGINE = ReplacingMergeTree(version) ORDER BY (ticker, as_of)"
+    )
+    clickhouse.execute(
+        f"INSERT INTO {database}.monitoring (ticker, as_of, evaluated, days_above, status, computed_at, version) "
+        "VALUES ('OLD', '2020-01-02', 0, 0, 'ok', '2020-01-02 22:00:00', 1)"
+    )
+    first = cli("run")
+    assert first.exit_code == 0, first.output
+    assert "ClickHouse: " in first.output and "sent" in first.output, first.output
+    copied = rows_in(clickhouse, "monitoring", "ticker,horizon,as_of,status")
+    assert copied.loc[copied["ticker"] == "OLD", "horizon"].tolist() == [1]  # kept, one session ahead
+    ours = copied[copied["ticker"] != "OLD"]
+    assert sorted(ours["horizon"]) == [1, 1, 5, 5]  # AAPL and MSFT at both horizons, one day
+    forecasts = rows_in(clickhouse, "forecasts", "request_id,horizon,model_name")
+    assert sorted(forecasts["horizon"]) == [1, 1, 5, 5]
+    assert set(forecasts.loc[forecasts["horizon"] == 5, "model_name"]) == {
+        "stockcast-AAPL-h5",
+        "stockcast-MSFT-h5",
+    }
+    again = cli("export", "clickhouse")
+    assert again.exit_code == 0, again.output
+    assert clickhouse.count("monitoring") == 5

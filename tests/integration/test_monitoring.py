@@ -156,8 +156,8 @@ def test_a_level_shift_is_drift_with_reports_gauges_and_a_recorded_retraining(co
         assert client.get("/monitoring/ZZZ").status_code == 404
         assert [entry["ticker"] for entry in client.get("/monitoring").json()] == ["AAA"]
         metrics = client.get("/metrics").text
-        assert 'stockcast_monitor_status{ticker="AAA"} 2.0' in metrics
-        assert 'stockcast_monitor_rmse_ratio{ticker="AAA"}' in metrics
+        assert 'stockcast_monitor_status{horizon="1",ticker="AAA"} 2.0' in metrics
+        assert 'stockcast_monitor_rmse_ratio{horizon="1",ticker="AAA"}' in metrics
         assert 'stockcast_last_forecast_timestamp_seconds{ticker="AAA"}' in metrics
         models = client.get("/models/AAA").json()
         newest = models["decisions"][0]
@@ -291,5 +291,11 @@ def test_batch_monitoring_pushes_its_gauges_to_the_pushgateway(context, pushgate
     with urllib.request.urlopen(f"{pushgateway}/metrics", timeout=5) as answer:
         exposed = answer.read().decode()
     code = f"{STATUS_CODES[health.status]:g}"  # as the Pushgateway writes it: 0, 1
-    assert f'stockcast_monitor_status{{instance="",job="stockcast-monitor",ticker="AAA"}} {code}' in exposed
-    assert 'stockcast_monitor_rmse_ratio{instance="",job="stockcast-monitor",ticker="AAA"}' in exposed
+    assert (
+        f'stockcast_monitor_status{{horizon="1",instance="",job="stockcast-monitor",ticker="AAA"}} {code}'
+        in exposed
+    )
+    assert (
+        'stockcast_monitor_rmse_ratio{horizon="1",instance="",job="stockcast-monitor",ticker="AAA"}'
+        in exposed
+    )

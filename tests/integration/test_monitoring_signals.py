@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import socketserver
 import subprocess
@@ -49,7 +50,13 @@ from stockcast.settings import Settings, load_settings
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 ALERTMANAGER = ROOT / "deploy" / "alertmanager"
-SETTINGS = {"models": "naive", "backtest_days": 100, "min_train_days": 150, "refit_every_days": 50}
+SETTINGS = {
+    "models": "naive",
+    "horizons": "1",
+    "backtest_days": 100,
+    "min_train_days": 150,
+    "refit_every_days": 50,
+}
 SHIFTED, NARROW = "MSFT", "AAPL"
 TICKERS = [SHIFTED, NARROW]
 FIRST_SESSION = pd.Timestamp("2004-01-02")
@@ -182,6 +189,8 @@ def exported(settings: Settings) -> dict[str, dict[str, float]]:
     for family in text_string_to_metric_families(text):
         if family.name.startswith("stockcast_monitor_"):
             for sample in family.samples:
+                # One horizon here (SETTINGS): every per-ticker gauge is labelled with it.
+                assert sample.labels.get("horizon", "1") == "1", sample
                 gauges.setdefault(sample.name, {})[sample.labels.get("ticker", "")] = sample.value
     return gauges
 
@@ -200,6 +209,13 @@ def expected_annotations(alertname: str, labels: dict[str, str], value: float) -
     filled = {}
     for key, template in rule["annotations"].items():
         text = template.replace("{{ $value | humanizePercentage }}", go_percentage(value))
+        # The horizon after the ticker, when it is not the next session: "MSFT +5", "MSFT".
+        ahead = labels.get("horizon", "")
+        text = re.sub(
+            r'\{\{ if and \$labels\.horizon \(ne \$labels\.horizon "1"\) \}\} \+\{\{ \$labels\.horizon \}\}\{\{ end \}\}',
+            f" +{ahead}" if ahead not in ("", "1") else "",
+            text,
+        )
         for name, label in labels.items():
             text = text.replace(f"{{{{ $labels.{name} }}}}", label)
         assert "{{" not in text, f"{alertname}: a template this test cannot fill: {template}"
@@ -223,7 +239,7 @@ def promtool_fires(
     job = {"job": "stockcast-api", "instance": "api:8000"}
     series = [
         {
-            "series": series_name(name, job | ({"ticker": ticker} if ticker else {})),
+            "series": series_name(name, job | ({"ticker": ticker, "horizon": "1"} if ticker else {})),
             "values": f"{value!r}x180",
         }
         for name, by_ticker in gauges.items()
@@ -406,7 +422,7 @@ def test_intervals_too_narrow_are_low_coverage_stored_exported_and_alerted(monit
             "StockcastIntervalCoverageLow": [
                 firing(
                     "StockcastIntervalCoverageLow",
-                    {"severity": "warning", "ticker": NARROW},
+                    {"severity": "warning", "ticker": NARROW, "horizon": "1"},
                     coverage[NARROW],
                 )
             ]

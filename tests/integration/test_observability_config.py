@@ -74,8 +74,8 @@ def exposed_metric_names(tmp_path: Path) -> set[str]:
     metrics.watch_monitoring(lambda: store)
     metrics.requests.labels("GET", "/predict/{ticker}", "200").inc()
     metrics.latency.labels("GET", "/predict/{ticker}").observe(0.01)
-    metrics.forecasts.labels("AAA", "1", "api").inc()
-    metrics.champion_version.labels("AAA").set(1)
+    metrics.forecasts.labels("AAA", "1", "1", "api").inc()
+    metrics.champion_version.labels("AAA", "1").set(1)
     text = generate_latest(metrics.registry).decode()
     store.dispose()
     return {

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from tests.series import labelled
 
+from stockcast.features.build import TARGET_COLUMN
 from stockcast.modeling.intervals import conformal_quantile
 from stockcast.modeling.specs import ModelSpec
 from stockcast.training import backtest as backtest_module
@@ -37,17 +38,47 @@ class SpyForecaster(NaiveForecaster):
         return np.zeros(len(features))
 
 
-def test_no_fit_sees_a_row_at_or_after_the_origin_it_forecasts(make_bars, monkeypatch):
-    rows = labelled(make_bars(("AAA",), days=700))
+@pytest.mark.parametrize("horizon", [1, 5, 20])
+def test_no_fit_sees_a_label_its_origins_do_not_know(make_bars, monkeypatch, horizon):
+    """At horizon h the label of row i is the close of row i + h: every row a model is fitted on
+    has its label known at the first origin it forecasts (i + h <= origin)."""
+    rows = labelled(make_bars(("AAA",), days=700), horizon)
     SpyForecaster.fits, SpyForecaster.predictions = [], []
-    monkeypatch.setattr(backtest_module, "make_forecaster", lambda spec, seed=0: SpyForecaster())
-    config = BacktestConfig(test_days=120, refit_every_days=15, min_train_days=200, calibration_days=40)
+    monkeypatch.setattr(backtest_module, "make_forecaster", lambda spec, seed=0, horizon=1: SpyForecaster())
+    config = BacktestConfig(
+        test_days=120, refit_every_days=15, min_train_days=200, calibration_days=40, horizon=horizon
+    )
     walk_forward(rows, ModelSpec("spy"), config)
     assert len(SpyForecaster.fits) == len(SpyForecaster.predictions) == int(np.ceil(160 / 15))
     for trained_on, asked_about in zip(SpyForecaster.fits, SpyForecaster.predictions, strict=True):
-        assert trained_on.max() < asked_about.min()
-        # The last training row's label (the next close) is known at the first origin.
-        assert trained_on.max() == asked_about.min() - 1
+        assert trained_on.max() + horizon <= asked_about.min()
+        # The newest label that is known is used: no more of a gap than the horizon needs.
+        assert trained_on.max() + horizon == asked_about.min()
+
+
+@pytest.mark.parametrize("horizon", [1, 5, 20])
+def test_a_forecast_and_its_intervals_are_unchanged_by_labels_dated_after_its_origin(make_bars, horizon):
+    """No leak, by its definition: rewrite every label whose date (row + h) lies after origin t and
+    the forecast and every interval bound made at t stay exactly as they were. Training on, or
+    calibrating with, one such label would move them (a gap shorter than h does)."""
+    rows = labelled(make_bars(("AAA",), days=700, seed=3), horizon)
+    config = BacktestConfig(
+        test_days=100, refit_every_days=25, min_train_days=200, calibration_days=40, horizon=horizon
+    )
+    before = walk_forward(rows, default_spec("ridge"), config).forecasts
+    # A refit's first origin in the scored window: its model's newest labels are right at it.
+    position = len(rows) - config.test_days - config.calibration_days + 3 * config.refit_every_days
+    origin = rows["date"].iloc[position]
+    changed = rows.copy()
+    unknown = np.arange(len(rows)) + horizon > position  # labels dated after the origin
+    noise = np.random.default_rng(0).normal(0.0, 0.05, int(unknown.sum()))
+    changed.loc[unknown, TARGET_COLUMN] = noise
+    after = walk_forward(changed, default_spec("ridge"), config).forecasts
+    columns = ["predicted_close", *[column for column in before if column.startswith(("lower", "upper"))]]
+    at_or_before = before["date"] <= origin
+    pd.testing.assert_frame_equal(before.loc[at_or_before, columns], after.loc[at_or_before, columns])
+    # ...while the later origins, which may know those labels, do move: the test can see a leak.
+    assert not np.allclose(before.loc[~at_or_before, "upper"], after.loc[~at_or_before, "upper"])
 
 
 def test_scored_window_is_the_last_test_days(make_bars):
@@ -71,6 +102,10 @@ def test_too_little_history_is_refused_with_the_numbers(make_bars):
     rows = labelled(make_bars(("AAA",), days=300))
     with pytest.raises(NotEnoughHistoryError, match="needs 560"):
         walk_forward(rows, default_spec("naive"), BacktestConfig())
+    with pytest.raises(NotEnoughHistoryError, match=r"needs 579 .*19 between training and its first origin"):
+        walk_forward(
+            labelled(make_bars(("AAA",), days=300), 20), default_spec("naive"), BacktestConfig(horizon=20)
+        )
 
 
 def test_conformal_intervals_reach_their_level_on_a_long_series(make_bars):

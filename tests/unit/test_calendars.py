@@ -8,6 +8,7 @@ from stockcast.calendars import (
     calendar_name_for,
     is_session_closed,
     next_session,
+    session_after,
     session_on_or_after,
 )
 
@@ -36,3 +37,24 @@ def test_a_bar_is_final_only_after_the_close():
     after_close = datetime(2024, 3, 5, 21, 30, tzinfo=UTC)
     assert not is_session_closed("AAPL", date(2024, 3, 5), before_close)
     assert is_session_closed("AAPL", date(2024, 3, 5), after_close)
+
+
+def test_a_target_h_sessions_ahead_skips_weekends_and_holidays():
+    # From Friday 20 Dec 2024: 23, 24, (25 closed), 26, 27, 30 Dec.
+    assert session_after("AAPL", date(2024, 12, 20), 1) == date(2024, 12, 23)
+    assert session_after("AAPL", date(2024, 12, 20), 5) == date(2024, 12, 30)
+    # Twenty sessions cross New Year, the national day of mourning (9 Jan 2025, closed) and
+    # Martin Luther King Day (20 Jan).
+    assert session_after("AAPL", date(2024, 12, 20), 20) == date(2025, 1, 23)
+    # A day that is no session counts from the next one.
+    assert session_after("AAPL", date(2024, 12, 21), 1) == date(2024, 12, 23)
+    # Each exchange its own: Taiwan trades on US Thanksgiving (28 Nov 2024).
+    assert session_after("2330.TW", date(2024, 11, 27), 2) == date(2024, 11, 29)
+    assert session_after("AAPL", date(2024, 11, 27), 2) == date(2024, 12, 2)
+
+
+def test_a_horizon_is_at_least_one_session():
+    import pytest
+
+    with pytest.raises(ValueError, match="at least one session"):
+        session_after("AAPL", date(2024, 12, 20), 0)

@@ -5,7 +5,7 @@ The relational store stays the record; ClickHouse gets a copy for analytics, by 
 interface (no client library: the interface every ClickHouse version speaks):
 
 - two ``ReplacingMergeTree`` tables keyed like the store (a forecast by its request id, a
-  monitoring row by ticker and day), each row with a ``version`` (the microsecond of its last
+  monitoring row by ticker, day and horizon), each row with a ``version`` (the microsecond of its last
   change in the store: a forecast's is when it was scored, if it was), so a row sent twice, or
   sent again once scored, counts once: queries read ``FINAL`` (a merge removes the older
   copies only in its own time);
@@ -36,7 +36,8 @@ TABLES = {
             created_at DateTime('UTC'), last_close Nullable(Float64),
             actual_close Nullable(Float64), error Nullable(Float64), actual_date Nullable(Date),
             abs_error Nullable(Float64), pct_error Nullable(Float64), covered Nullable(UInt8),
-            naive_error Nullable(Float64), evaluated_at Nullable(DateTime('UTC')), version UInt64
+            naive_error Nullable(Float64), evaluated_at Nullable(DateTime('UTC')), version UInt64,
+            horizon UInt16 DEFAULT 1
         ) ENGINE = ReplacingMergeTree(version) ORDER BY (ticker, request_id)""",
     "monitoring": """
         CREATE TABLE IF NOT EXISTS {database}.monitoring (
@@ -44,19 +45,35 @@ TABLES = {
             rolling_rmse Nullable(Float64), rolling_naive_rmse Nullable(Float64),
             backtest_rmse Nullable(Float64), rmse_ratio Nullable(Float64), days_above UInt32,
             coverage Nullable(Float64), directional_accuracy Nullable(Float64), mae Nullable(Float64),
-            drift_share Nullable(Float64), status String, computed_at DateTime('UTC'), version UInt64
-        ) ENGINE = ReplacingMergeTree(version) ORDER BY (ticker, as_of)""",
+            drift_share Nullable(Float64), status String, computed_at DateTime('UTC'), version UInt64,
+            horizon UInt16 DEFAULT 1
+        ) ENGINE = ReplacingMergeTree(version) ORDER BY (ticker, as_of, horizon)""",
+}
+# Tables created before horizons get the column. The monitoring table's key takes it too, or
+# rows of two horizons would merge; ClickHouse cannot put a column with a default into an
+# existing key, so that table is rebuilt: copied with horizon 1 (every row then was one
+# session ahead) into a table of the new shape, which takes the old one's name.
+UPGRADES = {
+    "forecasts": ["ALTER TABLE {database}.forecasts ADD COLUMN horizon UInt16 DEFAULT 1"],
+    "monitoring": [
+        "DROP TABLE IF EXISTS {database}.monitoring_upgrading",
+        TABLES["monitoring"].replace("{database}.monitoring (", "{database}.monitoring_upgrading ("),
+        "INSERT INTO {database}.monitoring_upgrading ({columns}) SELECT {columns} FROM {database}.monitoring",
+        "RENAME TABLE {database}.monitoring TO {database}.monitoring_before_horizons, "
+        "{database}.monitoring_upgrading TO {database}.monitoring",
+        "DROP TABLE {database}.monitoring_before_horizons",
+    ],
 }
 FORECAST_COLUMNS = [
     "request_id", "ticker", "as_of", "target_date", "predicted_close", "lower", "upper", "level",
     "model_name", "model_version", "model_kind", "origin", "created_at", "last_close",
     "actual_close", "error", "actual_date", "abs_error", "pct_error", "covered", "naive_error",
-    "evaluated_at",
+    "evaluated_at", "horizon",
 ]  # fmt: skip
 MONITORING_COLUMNS = [
     "ticker", "as_of", "model_version", "evaluated", "rolling_rmse", "rolling_naive_rmse",
     "backtest_rmse", "rmse_ratio", "days_above", "coverage", "directional_accuracy", "mae",
-    "drift_share", "status", "computed_at",
+    "drift_share", "status", "computed_at", "horizon",
 ]  # fmt: skip
 
 
@@ -107,8 +124,22 @@ class ClickHouse:
 
     def ensure_tables(self) -> None:
         self.execute(f"CREATE DATABASE IF NOT EXISTS {self.database}")
-        for statement in TABLES.values():
+        for table, statement in TABLES.items():
             self.execute(statement.format(database=self.database))
+            if not self._has_column(table, "horizon"):
+                before = ", ".join([*MONITORING_COLUMNS[:-1], "version"])  # the columns it had
+                for step in UPGRADES[table]:
+                    self.execute(step.format(database=self.database, columns=before))
+
+    def _has_column(self, table: str, column: str) -> bool:
+        self._table(table)  # a table of ours; the database name was checked when parsed
+        if not column.isidentifier():
+            raise ValueError(f"not a column name: {column!r}")
+        found = self.execute(
+            "SELECT count() FROM system.columns "  # noqa: S608  # nosec B608: checked names
+            f"WHERE database = '{self.database}' AND table = '{table}' AND name = '{column}'"
+        )
+        return int(found.strip() or 0) > 0
 
     def _table(self, table: str) -> str:
         """A table of ours, qualified (both names checked: nothing else is put in a statement)."""

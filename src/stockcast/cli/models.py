@@ -17,6 +17,10 @@ from stockcast.cli.common import (
 )
 from stockcast.cli.render import print_champions, print_history
 
+HorizonOption = Annotated[
+    int, typer.Option("--horizon", min=1, max=60, help="Sessions ahead: which of the ticker's models.")
+]
+
 models_app = typer.Typer(
     help="The registry: champions, promotion history, promote and rollback.", no_args_is_help=True
 )
@@ -24,24 +28,33 @@ models_app = typer.Typer(
 
 @models_app.command("list")
 def models_list(tickers: TickersOption = None) -> None:
-    """Champion per ticker: kind, backtest RMSE against naive, skill, interval coverage, promoted at."""
+    """Champion per ticker and horizon: kind, backtest RMSE against naive, skill, interval
+    coverage, promoted at."""
     context = guarded(lambda: load_context(tickers))
     with reported_failures():
-        champions = {ticker: context.registry.champion(ticker) for ticker in context.settings.tickers}
-        decisions = context.store.load_decisions()
+        champions = {
+            (ticker, horizon): context.registry.champion(ticker, horizon)
+            for ticker in context.settings.tickers
+            for horizon in context.settings.horizons
+        }
+        decisions = context.store.load_decisions(horizon=None)
     print_champions(champions, decisions)
 
 
 @models_app.command("history")
-def models_history(ticker: Annotated[str, typer.Argument(help="Ticker symbol.")]) -> None:
-    """Every promotion decision for a ticker: when, which versions, their scores, and why."""
+def models_history(
+    ticker: Annotated[str, typer.Argument(help="Ticker symbol.")], horizon: HorizonOption = 1
+) -> None:
+    """Every promotion decision for a ticker's model at a horizon: when, which versions, their
+    scores, and why."""
     context = guarded(load_context)
     symbol = ticker.upper()
-    decisions = guarded(lambda: context.store.load_decisions(symbol))
+    named = symbol if horizon == 1 else f"{symbol} at {horizon} sessions"
+    decisions = guarded(lambda: context.store.load_decisions(symbol, horizon))
     if decisions.empty:
-        errors.print(f"no decisions recorded for {symbol}; run `stockcast train`", highlight=False)
+        errors.print(f"no decisions recorded for {named}; run `stockcast train`", highlight=False)
         raise typer.Exit(1)
-    print_history(symbol, decisions)
+    print_history(named, decisions)
 
 
 @models_app.command("promote")
@@ -49,14 +62,16 @@ def models_promote(
     ticker: Annotated[str, typer.Argument(help="Ticker symbol.")],
     version: Annotated[str, typer.Argument(help="Registered version to promote.")],
     force: Annotated[bool, typer.Option(help="Skip the gate; recorded as forced.")] = False,
+    horizon: HorizonOption = 1,
 ) -> None:
-    """Make a version champion if it beats the champion and naive on today's window.
+    """Make a version champion if it beats the champion and naive on today's window (at the
+    version's horizon).
 
     Waits for a training of the ticker in progress (STOCKCAST_TRAINING_LEASE_WAIT_SECONDS)."""
     from stockcast.lifecycle.promote import promote
 
     context = guarded(lambda: load_context(activity="stockcast models promote"))
-    decision = guarded(lambda: promote(context, ticker.upper(), version, force=force))
+    decision = guarded(lambda: promote(context, ticker.upper(), version, force=force, horizon=horizon))
     verdict = "promoted" if decision.promote else "not promoted"
     console.print(f"{ticker.upper()} v{version}: {verdict}: {decision.reason}", highlight=False)
     if not decision.promote:
@@ -64,12 +79,14 @@ def models_promote(
 
 
 @models_app.command("rollback")
-def models_rollback(ticker: Annotated[str, typer.Argument(help="Ticker symbol.")]) -> None:
-    """Put back the champion the current one replaced.
+def models_rollback(
+    ticker: Annotated[str, typer.Argument(help="Ticker symbol.")], horizon: HorizonOption = 1
+) -> None:
+    """Put back the champion the current one (at the horizon) replaced.
 
     Waits for a training of the ticker in progress (STOCKCAST_TRAINING_LEASE_WAIT_SECONDS)."""
     from stockcast.registry.champion import rollback
 
     context = guarded(lambda: load_context(activity="stockcast models rollback"))
-    decision = guarded(lambda: rollback(context, ticker.upper()))
+    decision = guarded(lambda: rollback(context, ticker.upper(), horizon=horizon))
     console.print(f"{ticker.upper()}: {decision.reason}", highlight=False)

@@ -51,7 +51,9 @@ def run_command(tickers: TickersOption = None, source: SourceOption = None) -> N
     with reported_failures():
         context = load_context(tickers, source, activity="stockcast run")
         names = context.settings.tickers
-        with progress(4 + 2 * len(names)) as step:
+        # Steps: ingest, features, a training per ticker and horizon, a forecast per ticker,
+        # scoring, monitoring (retraining and the export add theirs when they happen).
+        with progress(4 + (1 + len(context.settings.horizons)) * len(names)) as step:
             report = run_cycle(context, names, step=step)
     print_source_note(report.ingest.note if report.ingest else None)
     if report.features:

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from stockcast.cli.common import console, errors
+from stockcast.horizons import horizon_label
 
 if TYPE_CHECKING:
     from stockcast.context import Context
@@ -43,14 +44,15 @@ def print_cycle(context: Context, report: CycleReport) -> None:
     for trained in report.trained:
         verdict = "promoted" if trained.decision.promote else "kept champion"
         console.print(
-            f"{trained.ticker}: trained v{trained.version} {trained.spec_key}: {verdict} — {trained.decision.reason}",
+            f"{_named(trained)}: trained v{trained.version} {trained.spec_key}: {verdict} — {trained.decision.reason}",
             highlight=False,
         )
-    table = Table(title="Next-session close forecasts")
+    table = Table(title="Close forecasts, by sessions ahead")
     for column in (
         "ticker",
         "as of",
         "last close",
+        "ahead",
         "target date",
         "forecast",
         "interval",
@@ -62,13 +64,14 @@ def print_cycle(context: Context, report: CycleReport) -> None:
         "coverage",
     ):
         table.add_column(column, justify="left" if column in {"ticker", "model"} else "right")
-    for forecast in report.forecasts:
-        champion = context.registry.champion(forecast.ticker)
+    for forecast in sorted(report.forecasts, key=lambda each: (each.ticker, each.horizon)):
+        champion = context.registry.champion(forecast.ticker, forecast.horizon)
         metric = champion.metric if champion else (lambda _key: float("nan"))
         table.add_row(
             forecast.ticker,
             forecast.as_of.isoformat(),
             f"{forecast.last_close:.2f}",
+            str(forecast.horizon),
             forecast.target_date.isoformat(),
             f"{forecast.predicted_close:.2f}",
             f"{forecast.lower:.2f} – {forecast.upper:.2f} ({forecast.level:.0%})",
@@ -81,8 +84,9 @@ def print_cycle(context: Context, report: CycleReport) -> None:
         )
     console.print(table)
     console.print(
-        "RMSE, skill (1 - RMSE/naive RMSE) and interval coverage are the champion's walk-forward "
-        "backtest figures on its last scored window.",
+        "ahead: sessions of the ticker's exchange after as of. RMSE, skill (1 - RMSE/naive RMSE) and "
+        "interval coverage are each horizon's champion's walk-forward backtest figures on its last "
+        "scored window; intervals widen with the horizon.",
         highlight=False,
     )
     console.print(
@@ -90,11 +94,16 @@ def print_cycle(context: Context, report: CycleReport) -> None:
     )
 
 
+def _named(report: Any) -> str:
+    """A training report's ticker, with its horizon when longer than one session."""
+    return horizon_label(report.ticker, report.horizon)
+
+
 def print_retrained(retrained: list[Any]) -> None:
     for each in retrained:
         verdict = "promoted" if each.decision.promote else "kept the champion"
         console.print(
-            f"{each.ticker}: drifted, retrained v{each.version}: {verdict} — {each.decision.reason}",
+            f"{_named(each)}: drifted, retrained v{each.version}: {verdict} — {each.decision.reason}",
             highlight=False,
         )
 
@@ -118,7 +127,7 @@ def print_training(reports: list[Any]) -> None:
     for report in reports:
         verdict = "promoted to champion" if report.decision.promote else "kept as challenger"
         console.print(
-            f"{report.ticker}: v{report.version} {report.spec_key} {verdict}: {report.decision.reason}",
+            f"{_named(report)}: v{report.version} {report.spec_key} {verdict}: {report.decision.reason}",
             highlight=False,
         )
 
@@ -142,6 +151,7 @@ def print_health(healths: list[Any]) -> None:
     table = Table(title="Monitoring")
     for column in (
         "ticker",
+        "ahead",
         "as of",
         "status",
         "version",
@@ -163,6 +173,7 @@ def print_health(healths: list[Any]) -> None:
         figures = health.performance
         table.add_row(
             health.ticker,
+            str(health.horizon),
             health.as_of.isoformat(),
             f"[{colours.get(health.status, 'white')}]{health.status}[/]",
             health.model_version or "-",
@@ -193,7 +204,12 @@ def print_health(healths: list[Any]) -> None:
         )
     for health in healths:
         if health.status != "ok":
-            console.print(f"{health.ticker}: {health.status}: {health.reason}", highlight=False)
+            console.print(
+                f"{horizon_label(health.ticker, health.horizon)}: {health.status}: {health.reason}",
+                highlight=False,
+            )
+    # The inputs are the same at every horizon: their drift is said once per ticker.
+    for health in {health.ticker: health for health in reversed(healths)}.values():
         if health.drifted_features:
             console.print(
                 f"{health.ticker}: drifted features: {', '.join(health.drifted_features)}", highlight=False
@@ -202,7 +218,7 @@ def print_health(healths: list[Any]) -> None:
 
 def print_replay(report: Any) -> None:
     """The replay's table per ticker, each retraining decision it made, and where its files are."""
-    from stockcast.monitoring.replay import REPLAY_COLUMNS, summary_rows
+    from stockcast.monitoring.replay import HORIZON_COLUMNS, REPLAY_COLUMNS, horizon_rows, summary_rows
 
     table = Table(
         title=f"Replay {report.start} – {report.end}: {report.sessions} sessions in {report.seconds:.0f} s"
@@ -212,20 +228,29 @@ def print_replay(report: Any) -> None:
     for row in summary_rows(report):
         table.add_row(*row)
     console.print(table)
+    if report.horizons:
+        pooled = Table(title="Pooled over the tickers, per horizon")
+        for column in HORIZON_COLUMNS:
+            pooled.add_column(column, justify="right")
+        for row in horizon_rows(report):
+            pooled.add_row(*row)
+        console.print(pooled)
     for decision in report.decisions:
         verdict = "promoted" if decision["promoted"] else "kept"
+        named = horizon_label(str(decision["ticker"]), int(decision.get("horizon", 1)))
         console.print(
-            f"{str(decision['decided_at'])[:10]} {decision['ticker']}: {decision['trigger']} retraining, {verdict}: {decision['reason']}",
+            f"{str(decision['decided_at'])[:10]} {named}: {decision['trigger']} retraining, {verdict}: {decision['reason']}",
             highlight=False,
         )
     console.print(f"plot: {report.plot}; summary: {report.directory / 'summary.json'}", highlight=False)
 
 
-def print_champions(champions: dict[str, Any], decisions: Any) -> None:
-    """The champion table; the tickers without one are named on stderr."""
+def print_champions(champions: dict[tuple[str, int], Any], decisions: Any) -> None:
+    """The champion table, a row per ticker and horizon; those without one are named on stderr."""
     table = Table(title="Champions")
     for column in (
         "ticker",
+        "ahead",
         "version",
         "kind",
         "RMSE",
@@ -237,12 +262,13 @@ def print_champions(champions: dict[str, Any], decisions: Any) -> None:
     ):
         table.add_column(column)
     missing = []
-    for ticker, champion in champions.items():
+    for (ticker, horizon), champion in champions.items():
         if champion is None:
-            missing.append(ticker)
+            missing.append(horizon_label(ticker, horizon))
             continue
         table.add_row(
             ticker,
+            str(horizon),
             champion.version,
             champion.kind,
             f"{champion.metric('rmse'):.3f}",
@@ -250,16 +276,17 @@ def print_champions(champions: dict[str, Any], decisions: Any) -> None:
             f"{champion.metric('skill_vs_naive'):+.3f}",
             f"{champion.metric('coverage'):.1%}",
             champion.tags.get("data_end", "?"),
-            _promoted_at(decisions, ticker, champion.version),
+            _promoted_at(decisions, ticker, horizon, champion.version),
         )
     console.print(table)
     if missing:
         errors.print(f"no champion yet for {', '.join(missing)}; run `stockcast train`", highlight=False)
 
 
-def _promoted_at(decisions: Any, ticker: str, version: str) -> str:
+def _promoted_at(decisions: Any, ticker: str, horizon: int, version: str) -> str:
     made = decisions[
         (decisions["ticker"] == ticker)
+        & (decisions["horizon"] == horizon)
         & decisions["promoted"].astype(bool)
         & (decisions["challenger_version"] == version)
     ]

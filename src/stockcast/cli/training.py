@@ -58,7 +58,7 @@ def train_command(
 
     context = guarded(lambda: load_context(tickers, activity="stockcast train"))
     names = context.settings.tickers
-    with reported_failures(), progress(len(names)) as step:
+    with reported_failures(), progress(len(names) * len(context.settings.horizons)) as step:
         done = train_round(context, names, force=force, step=step, tune_trials=tune, busy=when_busy.value)
     _report_training(done, when_busy.value)
 
@@ -158,7 +158,9 @@ def evaluate_command(
         config = backtest_config(context)
         specs = [default_spec(kind) for kind in settings.models]
         with progress(len(names)) as step:
-            rows = evaluate_candidates(fetched.bars, names, specs, config, settings.random_seed, step)
+            rows = evaluate_candidates(
+                fetched.bars, names, specs, config, settings.random_seed, step, settings.horizons
+            )
     if rows.empty:  # say why: the tickers the source had no bars for, then what a backtest needs
         print_failures(fetched.failures)
         print_error(

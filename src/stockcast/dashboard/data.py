@@ -3,6 +3,8 @@ short-lived caches so that moving between pages does not query again each time."
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +29,11 @@ def settings() -> Settings:
     return context().settings
 
 
+def horizons() -> list[int]:
+    """The configured horizons (sessions ahead), shortest first."""
+    return list(settings().horizons)
+
+
 @st.cache_data(ttl=TTL, show_spinner=False)
 def tickers_with_prices() -> list[str]:
     return sorted(context().store.price_ranges())
@@ -38,18 +45,78 @@ def recent_bars(ticker: str, sessions: int = BARS_SHOWN) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def forecast_log(ticker: str) -> pd.DataFrame:
-    return views.forecast_log(context(), ticker)
+def forecast_log(ticker: str, horizon: int = 1) -> pd.DataFrame:
+    return views.forecast_log(context(), ticker, horizon=horizon)
 
 
-def latest_forecast(ticker: str) -> dict[str, Any] | None:
-    """The newest logged forecast of a ticker (the batch one of its newest day)."""
-    return views.latest_forecast(forecast_log(ticker))
+def latest_forecast(ticker: str, horizon: int = 1) -> dict[str, Any] | None:
+    """The newest logged forecast of a ticker at ``horizon`` (the batch one of its newest day)."""
+    return views.latest_forecast(forecast_log(ticker, horizon))
+
+
+def latest_forecasts(ticker: str) -> dict[int, dict[str, Any]]:
+    """The newest logged forecast of each configured horizon that has one, shortest first."""
+    found = {horizon: latest_forecast(ticker, horizon) for horizon in horizons()}
+    return {horizon: forecast for horizon, forecast in found.items() if forecast is not None}
+
+
+def interval_bounds(forecast: dict[str, Any]) -> dict[float, tuple[float, float]]:
+    """A logged forecast's intervals by level (0.5, 0.8, 0.9 ...), from its ``intervals`` JSON;
+    a forecast logged without them has only its configured level's ``lower`` and ``upper``."""
+    logged = forecast.get("intervals")
+    if isinstance(logged, str) and logged:
+        return {
+            round(float(level), 4): (float(lower), float(upper)) for level, lower, upper in json.loads(logged)
+        }
+    try:
+        level, lower, upper = (float(forecast[key]) for key in ("level", "lower", "upper"))
+    except (KeyError, TypeError):  # not logged
+        return {}
+    if any(math.isnan(value) for value in (level, lower, upper)):
+        return {}
+    return {round(level, 4): (lower, upper)}
+
+
+def _rmse(errors: pd.Series) -> float:
+    errors = errors.dropna().astype(float)
+    return math.sqrt(float((errors**2).mean())) if len(errors) else math.nan
+
+
+def horizon_scores(ticker: str, level: float = 0.9) -> pd.DataFrame:
+    """Per configured horizon, over the ticker's scored forecasts (the forecast log's, what-ifs
+    excluded): how many, their RMSE, the naive forecast's (the close at as-of) and their ratio,
+    and the share of actuals inside the ``level`` interval (of the forecasts logged with one)."""
+    key = round(level, 4)
+    rows = []
+    for horizon in horizons():
+        scored = forecast_log(ticker, horizon).dropna(subset=["actual_close"])
+        rmse = _rmse(scored["actual_close"] - scored["predicted_close"])
+        naive_rmse = _rmse(scored["naive_error"])
+        inside = [
+            bounds[key][0] <= actual <= bounds[key][1]
+            for actual, bounds in zip(
+                scored["actual_close"],
+                (interval_bounds(row) for row in scored.to_dict(orient="records")),
+                strict=True,
+            )
+            if key in bounds
+        ]
+        rows.append(
+            {
+                "horizon": horizon,
+                "scored": len(scored),
+                "RMSE": rmse,
+                "naive RMSE": naive_rmse,
+                "RMSE ÷ naive": rmse / naive_rmse if naive_rmse > 0 else math.nan,
+                f"{level:.0%} coverage": sum(inside) / len(inside) if inside else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def summary(ticker: str, forecast_id: Any) -> dict[str, Any]:
-    """The plain-language summary of the forecast shown (``forecast_id`` keys the cache, so the
+def summary(ticker: str, forecast_ids: tuple[Any, ...]) -> dict[str, Any]:
+    """The plain-language summary of the forecasts shown (``forecast_ids`` key the cache, so the
     text never lags the numbers above it; a language model's rewrite only when configured)."""
     from stockcast.summary import summarize
 
@@ -58,18 +125,27 @@ def summary(ticker: str, forecast_id: Any) -> dict[str, Any]:
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def models(tickers: tuple[str, ...]) -> list[dict[str, Any]]:
-    return [views.ticker_models(context(), ticker) for ticker in tickers]
+def models(tickers: tuple[str, ...], ahead: tuple[int, ...]) -> list[dict[str, Any]]:
+    """``views.ticker_models`` of each ticker at each horizon of ``ahead``, by ticker then horizon."""
+    return [views.ticker_models(context(), ticker, horizon) for ticker in tickers for horizon in ahead]
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def decisions(limit: int = 50) -> pd.DataFrame:
-    return pd.DataFrame(views.recent_decisions(context(), None, limit))
+    """The latest decisions about every ticker's champions at every horizon, newest first."""
+    frame = context().store.load_decisions(None, horizon=None).tail(limit).iloc[::-1]
+    return pd.DataFrame(
+        [{key: views.clean(value) for key, value in row.items()} for row in frame.to_dict(orient="records")],
+        columns=frame.columns,
+    )
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def monitoring() -> list[dict[str, Any]]:
-    return views.monitoring_of(context())
+    """The latest verdict (``views.monitoring_of``) of every monitored ticker at each configured
+    horizon, by ticker then horizon."""
+    configured = set(horizons())
+    return [entry for entry in views.monitoring_of(context(), horizon=None) if entry["horizon"] in configured]
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

@@ -32,34 +32,93 @@ def _number(value: Any, template: str = "{:,.2f}") -> str:
     return "–" if value is None or pd.isna(value) else template.format(value)
 
 
+def _ahead(horizon: int) -> str:
+    return f"{horizon} session{'' if horizon == 1 else 's'} ahead"
+
+
+def _joined(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def _listed(horizons: list[int]) -> str:
+    """``1, 5 and 20 sessions ahead``."""
+    return f"{_joined([str(horizon) for horizon in horizons])} session{'' if horizons == [1] else 's'} ahead"
+
+
+def _percents(levels: list[float]) -> str:
+    """``50, 80 and 90%``."""
+    return f"{_joined([f'{level * 100:g}' for level in levels])}%" if levels else "–"
+
+
 # -- Forecast -----------------------------------------------------------------------------------
+SHOWN_LEVEL = 0.9  # the interval level shown with each horizon's numbers and scores
+BAND_RGB = "65, 105, 225"  # royalblue; the narrower bands are drawn over the wider ones
+BAND_OPACITY = 0.18
+
+
 def forecast_page() -> None:
-    st.header("Next-session forecast")
+    st.header(f"Close forecasts {_listed(data.horizons())}")
     ticker = _ticker_picker("forecast-ticker")
     if ticker is None:
         return
     bars = data.recent_bars(ticker)
-    forecast = data.latest_forecast(ticker)
-    if forecast is None:
+    forecasts = data.latest_forecasts(ticker)
+    fan: dict[int, dict[str, Any]] = {}
+    anchor = None
+    if not forecasts:
         st.info(f"No forecast logged for {ticker} yet: run `stockcast run` (or `stockcast predict`).")
     else:
-        columns = st.columns([1, 1.6, 1, 1])
-        columns[0].metric("Forecast close", _number(forecast["predicted_close"]))
-        columns[1].metric("Interval", f"{forecast['lower']:,.2f} – {forecast['upper']:,.2f}")
-        columns[2].metric("Target session", str(forecast["target_date"]))
-        columns[3].metric("As of", str(forecast["as_of"]))
-        st.caption(
-            f"Model {forecast['model_name']} version {forecast['model_version']} ({forecast['model_kind']}), "
-            f"{forecast['level']:.0%} interval, logged {forecast['origin']} at {forecast['created_at']}."
+        as_of = max(forecast["as_of"] for forecast in forecasts.values())
+        fan = {horizon: forecast for horizon, forecast in forecasts.items() if forecast["as_of"] == as_of}
+        anchor = _last_close(bars, fan)
+        columns = st.columns(1 + len(fan))
+        columns[0].metric(f"Close {as_of}", _number(anchor))
+        for column, (horizon, forecast) in zip(columns[1:], fan.items(), strict=True):
+            change = f"{forecast['predicted_close'] / anchor - 1:+.2%}" if anchor else None
+            flat = change in ("+0.00%", "-0.00%")  # gray and without an arrow
+            column.metric(
+                f"{_ahead(horizon)}: {forecast['target_date']}",
+                _number(forecast["predicted_close"]),
+                delta="0.00%" if flat else change,
+                delta_color="off" if flat else "normal",
+                delta_arrow="off" if flat else "auto",
+            )
+        st.dataframe(
+            horizon_table(forecasts),
+            hide_index=True,
+            key="forecast-table",
+            column_config={
+                "forecast": st.column_config.NumberColumn(format="%.2f"),
+                f"{SHOWN_LEVEL:.0%} lower": st.column_config.NumberColumn(format="%.2f"),
+                f"{SHOWN_LEVEL:.0%} upper": st.column_config.NumberColumn(format="%.2f"),
+            },
         )
-    if forecast is not None:
-        written = data.summary(ticker, forecast.get("id"))
+        newest = fan[min(fan)]
+        levels = sorted({level for forecast in fan.values() for level in data.interval_bounds(forecast)})
+        st.caption(
+            f"Each horizon has its own model; forecasts as of {as_of}, logged {newest['origin']} at "
+            f"{newest['created_at']}. The shaded bands are the {_percents(levels)} intervals, widening "
+            "with the horizon."
+        )
+        older = [
+            f"{_ahead(horizon)} of {forecast['as_of']}"
+            for horizon, forecast in forecasts.items()
+            if horizon not in fan
+        ]
+        if older:
+            st.caption(
+                f"Not in the chart (no forecast as of {as_of} yet): {', '.join(older)}; "
+                "`stockcast run` forecasts every horizon."
+            )
+    if forecasts:
+        shown = tuple(forecast.get("id") for forecast in forecasts.values())
+        written = data.summary(ticker, shown)
         with st.container(border=True, key="summary"):
             st.markdown(f"**In plain words** (trust: {written['trust']})")
             st.write(written["text"])
             if written["written_by"] == "llm":
                 st.caption("Rewritten by the configured language model from `stockcast summary`'s template.")
-    st.plotly_chart(candles(ticker, bars, forecast), use_container_width=True, key="forecast-chart")
+    st.plotly_chart(fan_chart(ticker, bars, fan, anchor), key="forecast-chart")
     with st.form("fresh-forecast"):
         st.write(f"Ask the API ({data.api_url()}) for a forecast from the current online features.")
         if st.form_submit_button("Request a fresh forecast"):
@@ -68,15 +127,65 @@ def forecast_page() -> None:
             except Exception as error:  # the API's refusal or its absence, said plainly
                 st.error(f"No forecast: {error}. Is the API running (`stockcast serve`)?")
             else:
-                st.success(
-                    f"{answer['ticker']} {answer['target_date']}: {answer['predicted_close']:,.2f} "
-                    f"({answer['interval']['lower']:,.2f} – {answer['interval']['upper']:,.2f}), "
-                    f"model version {answer['model']['version']}"
-                )
+                st.success(fresh_forecast_text(answer))
 
 
-def candles(ticker: str, bars: pd.DataFrame, forecast: dict[str, Any] | None) -> go.Figure:
-    """Recent bars as candles with the forecast and its interval drawn at the target session."""
+def fresh_forecast_text(answer: dict[str, Any]) -> str:
+    """The API's answer, one line per horizon it forecast (its top-level fields alone when it
+    answered no ``forecasts``)."""
+    lines = [f"{answer['ticker']} as of {answer.get('as_of', '–')}:"]
+    for each in answer.get("forecasts") or [answer]:
+        interval = each["interval"]
+        lines.append(
+            f"- {_ahead(int(each.get('horizon', 1)))}, {each['target_date']}: {each['predicted_close']:,.2f} "
+            f"({interval['lower']:,.2f} – {interval['upper']:,.2f} at {interval['level']:.0%}), "
+            f"model version {each['model']['version']}"
+        )
+    return "\n".join(lines)
+
+
+def _last_close(bars: pd.DataFrame, fan: dict[int, dict[str, Any]]) -> float | None:
+    """Where the fan starts: the close at the forecasts' as-of date, on their price basis (the
+    close they were made from), else the stored bar's."""
+    for forecast in fan.values():
+        if forecast.get("last_close") is not None and not pd.isna(forecast["last_close"]):
+            return float(forecast["last_close"])
+    if fan and not bars.empty:
+        as_of = pd.Timestamp(next(iter(fan.values()))["as_of"])
+        close = bars.loc[bars["date"] == as_of, "close"]
+        if not close.empty:
+            return float(close.iloc[-1])
+    return None
+
+
+def horizon_table(forecasts: dict[int, dict[str, Any]]) -> pd.DataFrame:
+    """Each horizon's newest forecast: its target session, forecast and 90% interval."""
+    rows = []
+    for horizon, forecast in forecasts.items():
+        lower, upper = data.interval_bounds(forecast).get(SHOWN_LEVEL, (None, None))
+        rows.append(
+            {
+                "horizon": horizon,
+                "target session": str(forecast["target_date"]),
+                "forecast": forecast["predicted_close"],
+                f"{SHOWN_LEVEL:.0%} lower": lower,
+                f"{SHOWN_LEVEL:.0%} upper": upper,
+                "as of": str(forecast["as_of"]),
+                "model": forecast["model_name"],
+                "version": forecast["model_version"],
+                "kind": forecast["model_kind"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def fan_chart(
+    ticker: str, bars: pd.DataFrame, fan: dict[int, dict[str, Any]], anchor: float | None
+) -> go.Figure:
+    """Recent bars as candles and, from the as-of date of ``fan`` (forecasts by horizon, all of
+    one as-of date), a fan: per interval level a shaded band through each horizon's bounds at
+    its target session, the forecasts joined by a dotted line, and one marker per horizon with
+    its 90% interval. The bands start at the as-of close (``anchor``) when it is known."""
     figure = go.Figure(
         go.Candlestick(
             x=bars["date"],
@@ -87,23 +196,75 @@ def candles(ticker: str, bars: pd.DataFrame, forecast: dict[str, Any] | None) ->
             name=ticker,
         )
     )
-    if forecast is not None:
-        target = pd.Timestamp(forecast["target_date"])
+    if fan:
+        as_of = pd.Timestamp(next(iter(fan.values()))["as_of"])
+        start_x, start_y = ([as_of], [anchor]) if anchor is not None else ([], [])
+        targets = {horizon: pd.Timestamp(forecast["target_date"]) for horizon, forecast in fan.items()}
+        bounds = {horizon: data.interval_bounds(forecast) for horizon, forecast in fan.items()}
+        levels = sorted({level for each in bounds.values() for level in each}, reverse=True)
+        for level in levels:  # widest first: each narrower band is drawn over it
+            reached = [horizon for horizon in fan if level in bounds[horizon]]
+            x = start_x + [targets[horizon] for horizon in reached]
+            group = f"interval {level:.0%}"
+            figure.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=start_y + [bounds[horizon][level][1] for horizon in reached],
+                    mode="lines",
+                    line={"width": 0},
+                    name=f"{level:.0%} upper",
+                    legendgroup=group,
+                    showlegend=False,
+                    hoverinfo="skip",
+                )
+            )
+            figure.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=start_y + [bounds[horizon][level][0] for horizon in reached],
+                    mode="lines",
+                    line={"width": 0},
+                    fill="tonexty",
+                    fillcolor=f"rgba({BAND_RGB}, {BAND_OPACITY})",
+                    name=f"{level:.0%} interval",
+                    legendgroup=group,
+                    hoverinfo="skip",
+                )
+            )
         figure.add_trace(
             go.Scatter(
-                x=[target],
-                y=[forecast["predicted_close"]],
-                mode="markers",
-                marker={"size": 10, "color": "royalblue", "symbol": "diamond"},
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": [forecast["upper"] - forecast["predicted_close"]],
-                    "arrayminus": [forecast["predicted_close"] - forecast["lower"]],
-                },
-                name=f"forecast {forecast['level']:.0%}",
+                x=start_x + list(targets.values()),
+                y=start_y + [forecast["predicted_close"] for forecast in fan.values()],
+                mode="lines",
+                line={"color": "royalblue", "dash": "dot", "width": 1.5},
+                name="forecast path",
+                hoverinfo="skip",
             )
         )
+        for horizon, forecast in fan.items():
+            predicted = forecast["predicted_close"]
+            lower, upper = bounds[horizon].get(SHOWN_LEVEL, (predicted, predicted))
+            figure.add_trace(
+                go.Scatter(
+                    x=[targets[horizon]],
+                    y=[predicted],
+                    mode="markers",
+                    marker={"size": 9, "color": "royalblue", "symbol": "diamond"},
+                    error_y={
+                        "type": "data",
+                        "symmetric": False,
+                        "array": [upper - predicted],
+                        "arrayminus": [predicted - lower],
+                        "width": 4,
+                    },
+                    name=_ahead(horizon),
+                    meta={"horizon": horizon},
+                    hovertemplate=(
+                        f"{_ahead(horizon)}, %{{x|%Y-%m-%d}}: %{{y:,.2f}}<br>"
+                        f"{SHOWN_LEVEL:.0%}: {lower:,.2f} – {upper:,.2f}<extra></extra>"
+                    ),
+                )
+            )
     figure.update_layout(
         height=460, margin={"l": 10, "r": 10, "t": 30, "b": 10}, xaxis_rangeslider_visible=False
     )
@@ -111,15 +272,56 @@ def candles(ticker: str, bars: pd.DataFrame, forecast: dict[str, Any] | None) ->
 
 
 # -- History ------------------------------------------------------------------------------------
+def _horizon_picker(key: str) -> int:
+    """The horizon to show, among the configured ones (no choice to make when there is one)."""
+    horizons = data.horizons()
+    if len(horizons) == 1:
+        return horizons[0]
+    return int(st.radio("Horizon", horizons, format_func=_ahead, horizontal=True, key=key))
+
+
 def history_page() -> None:
     st.header("Forecasts against what happened")
     ticker = _ticker_picker("history-ticker")
     if ticker is None:
         return
-    log = data.forecast_log(ticker)
+    horizon = _horizon_picker("history-horizon")
+    log = data.forecast_log(ticker, horizon)
     if log.empty:
-        st.info(f"No forecasts logged for {ticker} yet: run `stockcast run` on a few trading days.")
+        st.info(
+            f"No forecast {_ahead(horizon)} logged for {ticker} yet: run `stockcast run` on a few trading days."
+        )
+    else:
+        _history_of(ticker, horizon, log)
+    st.subheader("Every horizon")
+    scores = data.horizon_scores(ticker, SHOWN_LEVEL)
+    if not scores["scored"].any():
+        st.info(
+            f"No forecast of {ticker} scored yet at any horizon: each is scored once its target "
+            "session's close is stored (`stockcast run`, or `stockcast actuals`)."
+        )
         return
+    st.dataframe(
+        scores,
+        hide_index=True,
+        key="horizon-scores",
+        column_config={
+            "horizon": st.column_config.NumberColumn(format="%d"),
+            "RMSE": st.column_config.NumberColumn(format="%.3f"),
+            "naive RMSE": st.column_config.NumberColumn(format="%.3f"),
+            "RMSE ÷ naive": st.column_config.NumberColumn(format="%.3f"),
+            f"{SHOWN_LEVEL:.0%} coverage": st.column_config.NumberColumn(format="percent"),
+        },
+    )
+    st.caption(
+        "Over each horizon's scored forecasts: the naive forecast is the close at the as-of date, "
+        f"so RMSE ÷ naive below 1 is skill; coverage is the share of actuals inside the {SHOWN_LEVEL:.0%} "
+        "interval, to compare with its nominal level."
+    )
+
+
+def _history_of(ticker: str, horizon: int, log: pd.DataFrame) -> None:
+    """One horizon's forecasts against the actuals, its rolling errors and the table of them."""
     scored = log.dropna(subset=["actual_close"])
     figure = go.Figure()
     figure.add_trace(
@@ -141,14 +343,19 @@ def history_page() -> None:
     figure.add_trace(
         go.Scatter(x=scored["target_date"], y=scored["actual_close"], name="actual", mode="lines+markers")
     )
-    figure.update_layout(height=380, margin={"l": 10, "r": 10, "t": 30, "b": 10})
-    st.plotly_chart(figure, use_container_width=True, key="history-chart")
+    figure.update_layout(
+        title=f"{_ahead(horizon).capitalize()}, by target session",
+        height=380,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    )
+    st.plotly_chart(figure, key="history-chart")
 
     window = data.settings().drift_window
     rolling = views.rolling_errors(log, window)
     if rolling.empty:
         st.info(
-            "No forecast has been scored yet: actuals arrive the session after each forecast (`stockcast actuals`)."
+            f"No forecast {_ahead(horizon)} has been scored yet: each is scored once its target session's "
+            "close is stored (`stockcast actuals`)."
         )
     else:
         left, right = st.columns(2)
@@ -156,14 +363,14 @@ def history_page() -> None:
         errors.add_trace(go.Scatter(x=rolling["target_date"], y=rolling["rmse"], name="champion"))
         errors.add_trace(go.Scatter(x=rolling["target_date"], y=rolling["naive_rmse"], name="naive"))
         errors.update_layout(title=f"Rolling RMSE ({window} sessions)", height=300, margin={"t": 40, "b": 10})
-        left.plotly_chart(errors, use_container_width=True, key="rmse-chart")
+        left.plotly_chart(errors, key="rmse-chart")
         coverage = go.Figure(go.Scatter(x=rolling["target_date"], y=rolling["coverage"], name="coverage"))
         level = float(log["level"].iloc[-1])
         coverage.add_hline(y=level, line_dash="dot", annotation_text=f"nominal {level:.0%}")
         coverage.update_layout(
             title="Interval coverage", height=300, margin={"t": 40, "b": 10}, yaxis_tickformat=".0%"
         )
-        right.plotly_chart(coverage, use_container_width=True, key="coverage-chart")
+        right.plotly_chart(coverage, key="coverage-chart")
     shown = log[
         [
             "as_of",
@@ -178,11 +385,11 @@ def history_page() -> None:
             "origin",
         ]
     ]
-    st.dataframe(shown, hide_index=True, use_container_width=True)
+    st.dataframe(shown, hide_index=True, key="history-table")
     st.download_button(
         "Download as CSV",
         shown.to_csv(index=False).encode(),
-        file_name=f"{ticker}-forecasts.csv",
+        file_name=f"{ticker}-forecasts.csv" if horizon == 1 else f"{ticker}-forecasts-{horizon}-sessions.csv",
         mime="text/csv",
     )
 
@@ -192,7 +399,7 @@ def models_page() -> None:
     st.header("Models")
     tickers = tuple(data.settings().tickers)
     rows = []
-    for entry in data.models(tickers):
+    for entry in data.models(tickers, tuple(data.horizons())):
         for role in ("champion", "challenger"):
             version = entry[role]
             if version is None:
@@ -200,6 +407,7 @@ def models_page() -> None:
             rows.append(
                 {
                     "ticker": entry["ticker"],
+                    "horizon": entry["horizon"],
                     "role": role,
                     "version": version["version"],
                     "model": version["spec"] or version["kind"],
@@ -222,8 +430,8 @@ def models_page() -> None:
     st.dataframe(
         pd.DataFrame(rows),
         hide_index=True,
-        use_container_width=True,
         column_config={
+            "horizon": st.column_config.NumberColumn(format="%d"),
             "skill vs naive": st.column_config.NumberColumn(format="%+.4f"),
             "p vs naive": st.column_config.NumberColumn(format="%.4f"),
             "p vs champion": st.column_config.NumberColumn(format="%.4f"),
@@ -234,6 +442,8 @@ def models_page() -> None:
         },
     )
     st.caption(
+        "Every ticker has a model per horizon (sessions ahead), each with its own champion, backtest "
+        "and promotion gate, the naive forecast at a horizon being the close at the as-of date. "
         "Skill is 1 − RMSE ÷ naive RMSE on the walk-forward backtest. A model serves only when one-sided "
         "tests (DM-HLN) on the same window say it beats the naive forecast (Holm-adjusted over the "
         "candidates) and a champion that still beats naive; p is the p-value the decision used. "
@@ -247,6 +457,7 @@ def models_page() -> None:
         columns = [
             "decided_at",
             "ticker",
+            "horizon",
             "action",
             "trigger",
             "promoted",
@@ -258,7 +469,7 @@ def models_page() -> None:
             "p_value_vs_champion",
             "reason",
         ]
-        st.dataframe(history[[c for c in columns if c in history]], hide_index=True, use_container_width=True)
+        st.dataframe(history[[c for c in columns if c in history]], hide_index=True)
 
 
 def _links(rows: list[dict[str, Any]]) -> bool:
@@ -285,6 +496,7 @@ def monitoring_page() -> None:
         [
             {
                 "ticker": entry["ticker"],
+                "horizon": entry["horizon"],
                 "status": entry["status"],
                 "as of": entry["as_of"],
                 "version": entry["model_version"],
@@ -300,13 +512,22 @@ def monitoring_page() -> None:
     st.dataframe(
         table.style.map(lambda status: f"color: {STATUS_COLOURS.get(status, 'black')}", subset=["status"]),
         hide_index=True,
-        use_container_width=True,
-        column_config={"coverage": st.column_config.NumberColumn(format="percent")},
+        column_config={
+            "horizon": st.column_config.NumberColumn(format="%d"),
+            "coverage": st.column_config.NumberColumn(format="percent"),
+        },
     )
-    chosen = st.selectbox("Evidently report of", [entry["ticker"] for entry in entries], key="report-ticker")
-    entry = next(item for item in entries if item["ticker"] == chosen)
-    html = data.report_html(entry["report_uri"]) if entry.get("report_uri") else None
-    if html is None:
+    st.caption(
+        "The latest verdict of each ticker's champion at each horizon: its rolling errors against "
+        "its backtest's and its interval coverage. The inputs are the same at every horizon, so "
+        "drift and the Evidently report are per ticker."
+    )
+    tickers = list(dict.fromkeys(entry["ticker"] for entry in entries))
+    chosen = st.selectbox("Evidently report of", tickers, key="report-ticker")
+    # The reports are written with the shortest horizon's verdict; any row naming one will do.
+    entry = next((item for item in entries if item["ticker"] == chosen and item.get("report_uri")), None)
+    html = data.report_html(entry["report_uri"]) if entry is not None else None
+    if entry is None or html is None:
         st.info(f"No Evidently report for {chosen} yet: `stockcast monitor --reports` writes one.")
     else:
         st.caption(
@@ -320,13 +541,8 @@ def monitoring_page() -> None:
     if retrained.empty:
         st.info("No training decisions yet.")
     else:
-        st.dataframe(
-            retrained[["decided_at", "ticker", "trigger", "promoted", "challenger_version", "reason"]].head(
-                20
-            ),
-            hide_index=True,
-            use_container_width=True,
-        )
+        columns = ["decided_at", "ticker", "horizon", "trigger", "promoted", "challenger_version", "reason"]
+        st.dataframe(retrained[[c for c in columns if c in retrained]].head(20), hide_index=True)
     st.subheader("Recent jobs")
     jobs = data.jobs()
     if jobs.empty:
@@ -337,7 +553,6 @@ def monitoring_page() -> None:
                 ["id", "kind", "status", "tickers", "owner", "attempts", "created_at", "finished_at", "error"]
             ],
             hide_index=True,
-            use_container_width=True,
         )
 
 

@@ -8,6 +8,7 @@ not on how far back splits or dividends were adjusted.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -323,15 +324,34 @@ def build_features(bars: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def add_target(features: pd.DataFrame) -> pd.DataFrame:
-    """The label: log of the next session's close over today's. NaN on each ticker's last day.
+def target_column(horizon: int) -> str:
+    """The label column of a horizon: ``target_log_return`` at one session, else with ``_h{h}``."""
+    return TARGET_COLUMN if horizon == 1 else f"{TARGET_COLUMN}_h{horizon}"
 
-    This is the one place that looks forward, and it only ever produces the label.
+
+def add_target(features: pd.DataFrame, horizons: Sequence[int] = (1,)) -> pd.DataFrame:
+    """The labels: log of the close ``h`` sessions later over today's, one column per horizon
+    (``target_column``). NaN on each ticker's last ``h`` rows.
+
+    This is the one place that looks forward, and it only ever produces labels. ``features``
+    must hold each ticker's consecutive sessions (before incomplete rows are dropped), so that
+    ``h`` rows later is ``h`` sessions later.
     """
     labelled = features.copy()
-    next_close = labelled.groupby("ticker", sort=False)["close"].shift(-1)
-    labelled[TARGET_COLUMN] = np.log(next_close / labelled["close"])
+    closes = labelled.groupby("ticker", sort=False)["close"]
+    for horizon in horizons:
+        labelled[target_column(horizon)] = np.log(closes.shift(-horizon) / labelled["close"])
     return labelled
+
+
+def for_horizon(labelled: pd.DataFrame, horizon: int) -> pd.DataFrame:
+    """The rows of one ticker labelled at ``horizon``, with that label in ``TARGET_COLUMN``:
+    what the backtests, the final fit and the tuner read, whatever the horizon."""
+    column = target_column(horizon)
+    rows = labelled.loc[labelled[column].notna()]
+    if horizon != 1:
+        rows = rows.assign(**{TARGET_COLUMN: rows[column]})
+    return rows.reset_index(drop=True)
 
 
 def complete_rows(features: pd.DataFrame) -> pd.DataFrame:

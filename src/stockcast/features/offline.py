@@ -3,12 +3,13 @@ and read back what training (historical) and forecasting (online) need."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
 from stockcast.context import Context
-from stockcast.features.build import FEATURE_COLUMNS, TARGET_COLUMN, add_target, build_features, complete_rows
+from stockcast.features.build import FEATURE_COLUMNS, add_target, build_features, complete_rows, target_column
 from stockcast.features.feature_store import OFFLINE_TABLE_KEY, TIMESTAMP_FIELD, Materialized, offline_frame
 
 
@@ -39,21 +40,25 @@ def refresh_feature_store(context: Context) -> FeatureRefresh:
 
 def historical_training_rows(context: Context, tickers: list[str]) -> dict[str, pd.DataFrame]:
     """Labelled training rows per ticker, their features retrieved point in time from the
-    feature store for each (ticker, session close) of the offline table."""
+    feature store for each (ticker, session close) of the offline table: a label column per
+    configured horizon, rows where the shortest is known (``for_horizon`` picks one)."""
     table = context.artifacts.read_parquet(OFFLINE_TABLE_KEY)
     entities = table.loc[table["ticker"].isin(tickers), ["ticker", TIMESTAMP_FIELD, "date"]]
     if entities.empty:
         return {}
     retrieved = context.feature_store.historical(entities)
-    labelled = add_target(retrieved.sort_values(["ticker", TIMESTAMP_FIELD], kind="stable"))
-    usable = complete_rows(labelled).dropna(subset=[TARGET_COLUMN])
+    horizons = context.settings.horizons
+    labelled = add_target(retrieved.sort_values(["ticker", TIMESTAMP_FIELD], kind="stable"), horizons)
+    usable = complete_rows(labelled).dropna(subset=[target_column(horizons[0])])
     return {str(ticker): rows.reset_index(drop=True) for ticker, rows in usable.groupby("ticker", sort=False)}
 
 
-def training_rows(features: pd.DataFrame, ticker: str) -> pd.DataFrame:
-    """Labelled rows of one ticker with every feature present: what a model may learn from."""
-    labelled = add_target(features.loc[features["ticker"] == ticker])
-    return complete_rows(labelled).dropna(subset=[TARGET_COLUMN]).reset_index(drop=True)
+def training_rows(features: pd.DataFrame, ticker: str, horizons: Sequence[int] = (1,)) -> pd.DataFrame:
+    """Labelled rows of one ticker with every feature present: what a model may learn from (a
+    label per horizon; rows where the shortest is known)."""
+    labelled = add_target(features.loc[features["ticker"] == ticker], horizons)
+    shortest = target_column(min(horizons))
+    return complete_rows(labelled).dropna(subset=[shortest]).reset_index(drop=True)
 
 
 def latest_row(features: pd.DataFrame, ticker: str) -> pd.Series | None:

@@ -35,6 +35,7 @@ class Forecast:
     model_kind: str
     # (level, lower, upper) at every level the model was calibrated for, narrowest first.
     intervals: tuple[tuple[float, float, float], ...] = ()
+    horizon: int = 1  # sessions ahead: ``target_date`` is that many sessions after ``as_of``
 
     def record(
         self, request_id: str, origin: str, features: dict[str, float] | None = None
@@ -56,12 +57,14 @@ class Forecast:
             "origin": origin,
             "features": features,
             "intervals": json.dumps([list(each) for each in self.intervals]) if self.intervals else None,
+            "horizon": self.horizon,
             "created_at": datetime.now(UTC),
         }
 
 
 def batch_request_id(forecast: Forecast) -> str:
-    """Deterministic, so the daily job logs each (ticker, day, model version) once."""
+    """Deterministic, so the daily job logs each (ticker, day, model version) once; the model's
+    name differs by horizon (``model_name_for``)."""
     return (
         f"batch:{forecast.ticker}:{forecast.as_of.isoformat()}:{forecast.model_name}:{forecast.model_version}"
     )
@@ -92,11 +95,12 @@ def check_freshness(ticker: str, as_of: date, newest_bar: date | None, ttl: time
 
 
 def make_forecast(ticker: str, row: pd.Series, model: Any, model_name: str, model_version: str) -> Forecast:
-    """Apply a packaged model (``ForecastModel``) to one complete feature row."""
+    """Apply a packaged model (``ForecastModel``) to one complete feature row; its target is as
+    many sessions of the ticker's exchange after the row's day as the model's horizon."""
     # Imported here: a served ``Forecast`` unpickles without MLflow or the exchange calendars.
-    from stockcast.calendars import next_session
+    from stockcast.calendars import session_after
     from stockcast.modeling.intervals import level_key
-    from stockcast.registry.pyfunc_model import INPUT_COLUMNS, bounds_of, forecast_frame
+    from stockcast.registry.pyfunc_model import INPUT_COLUMNS, bounds_of, forecast_frame, horizon_of
 
     frame = pd.DataFrame([row[INPUT_COLUMNS].astype(float).to_numpy()], columns=INPUT_COLUMNS)
     bounds = bounds_of(model)
@@ -106,10 +110,11 @@ def make_forecast(ticker: str, row: pd.Series, model: Any, model_name: str, mode
         for level in sorted(bounds)
     )
     as_of = pd.Timestamp(row["date"]).date()
+    horizon = horizon_of(model)
     return Forecast(
         ticker=ticker,
         as_of=as_of,
-        target_date=next_session(ticker, as_of),
+        target_date=session_after(ticker, as_of, horizon),
         last_close=float(row["close"]),
         predicted_close=float(answer["predicted_close"]),
         lower=float(answer["lower"]),
@@ -119,6 +124,7 @@ def make_forecast(ticker: str, row: pd.Series, model: Any, model_name: str, mode
         model_version=model_version,
         model_kind=model.kind,
         intervals=intervals,
+        horizon=horizon,
     )
 
 

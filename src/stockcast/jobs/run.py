@@ -61,6 +61,7 @@ def _claim_and_train(context: Any, job_id: str, owner: str, policy: JobPolicy) -
             "trained": [
                 {
                     "ticker": r.ticker,
+                    "horizon": r.horizon,
                     "version": r.version,
                     "spec": r.spec_key,
                     "promoted": r.decision.promote,

@@ -9,9 +9,9 @@ stay in the driver, so workers need no access to any store and the registry sees
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pandas as pd
 
@@ -22,48 +22,50 @@ if TYPE_CHECKING:
     from stockcast.settings import Settings
 
 log = logging.getLogger(__name__)
-Job = tuple[str, pd.DataFrame, TrainingPlan]
-Outcome = tuple[str, Computed | BaseException]
+Key = TypeVar("Key", bound=Hashable)  # what names a job: (ticker, horizon) in the daily cycle
+Job = tuple[Key, pd.DataFrame, TrainingPlan]
+Outcome = tuple[Key, Computed | BaseException]
 
 
-def compute_many(settings: Settings, jobs: Iterable[Job]) -> Iterator[Outcome]:
-    """Each ticker's computed training or the exception it raised, as they complete. Jobs are
+def compute_many(settings: Settings, jobs: Iterable[Job[Key]]) -> Iterator[Outcome[Key]]:
+    """Each job's computed training or the exception it raised, as they complete. Jobs are
     submitted as the iterable yields them, so workers start while the driver still plans."""
     if settings.dask_address:
         yield from _on_dask(settings.dask_address, jobs)
     elif settings.training_workers > 1:
         yield from _on_processes(settings.training_workers, jobs)
     else:
-        for ticker, rows, plan in jobs:
+        for key, rows, plan in jobs:
             try:
-                yield ticker, compute_training(rows, plan)
+                yield key, compute_training(rows, plan)
             except Exception as error:
-                yield ticker, error
+                yield key, error
 
 
-def _on_processes(workers: int, jobs: Iterable[Job]) -> Iterator[Outcome]:
+def _on_processes(workers: int, jobs: Iterable[Job[Key]]) -> Iterator[Outcome[Key]]:
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(compute_training, rows, plan): ticker for ticker, rows, plan in jobs}
+        futures = {pool.submit(compute_training, rows, plan): key for key, rows, plan in jobs}
         for future in as_completed(futures):
             error = future.exception()
             yield futures[future], error if error is not None else future.result()
 
 
-def _on_dask(address: str, jobs: Iterable[Job]) -> Iterator[Outcome]:
+def _on_dask(address: str, jobs: Iterable[Job[Key]]) -> Iterator[Outcome[Key]]:
     from distributed import Client
     from distributed import as_completed as dask_completed
 
     with Client(address, timeout=30) as client:
         futures = {}
         completed = dask_completed()
-        for index, (ticker, rows, plan) in enumerate(jobs):
-            future = client.submit(compute_training, rows, plan, pure=False, key=f"train-{ticker}-{index}")
-            futures[future] = ticker
+        for index, (key, rows, plan) in enumerate(jobs):
+            name = f"train-{plan.ticker}-h{plan.horizon}-{index}"
+            future = client.submit(compute_training, rows, plan, pure=False, key=name)
+            futures[future] = key
             completed.add(future)
-        log.info("training %d ticker(s) on the Dask cluster at %s", len(futures), address)
+        log.info("training %d model(s) on the Dask cluster at %s", len(futures), address)
         for future in completed:
-            ticker = futures[future]
+            key = futures[future]
             if future.status == "error":
-                yield ticker, future.exception()
+                yield key, future.exception()
             else:
-                yield ticker, future.result()
+                yield key, future.result()

@@ -16,37 +16,51 @@ from stockcast.training.models import default_spec
 
 
 def _score_on_common_window(
-    context: Context, ticker: str, specs: list[ModelSpec]
+    context: Context, ticker: str, specs: list[ModelSpec], horizon: int
 ) -> dict[str, BacktestResult]:
+    from stockcast.features.build import for_horizon
     from stockcast.features.offline import historical_training_rows
 
     rows = historical_training_rows(context, [ticker]).get(ticker)
     if rows is None:
         raise LookupError(f"no features for {ticker}; run `stockcast features`")
-    return run_backtests(rows, specs, backtest_config(context), context.settings.random_seed)
+    config = backtest_config(context, horizon)
+    return run_backtests(for_horizon(rows, horizon), specs, config, context.settings.random_seed)
 
 
 def promote(
-    context: Context, ticker: str, version: str, force: bool = False, wait_seconds: float | None = None
+    context: Context,
+    ticker: str,
+    version: str,
+    force: bool = False,
+    wait_seconds: float | None = None,
+    horizon: int = 1,
 ) -> Decision:
-    """Make ``version`` champion if the gate agrees on today's window (or when forced), holding
-    the ticker's training lease throughout (waiting up to ``wait_seconds`` for a training of it,
-    the setting when None)."""
+    """Make ``version`` (of the ticker's model at ``horizon``) champion if the gate agrees on
+    today's window (or when forced), holding the ticker's training lease throughout (waiting up
+    to ``wait_seconds`` for a training of it, the setting when None)."""
     with context.leases.holding(ticker, wait_seconds) as lease:
-        return _promote(context, ticker, version, force, lease)
+        return _promote(context, ticker, version, force, lease, horizon)
 
 
-def _promote(context: Context, ticker: str, version: str, force: bool, lease: TrainingLease) -> Decision:
+def _promote(
+    context: Context, ticker: str, version: str, force: bool, lease: TrainingLease, horizon: int
+) -> Decision:
     from mlflow.exceptions import MlflowException
 
     registry = context.registry
+    named = ticker if horizon == 1 else f"{ticker} at {horizon} sessions"
+    if horizon not in context.settings.horizons:
+        raise LookupError(
+            f"horizon {horizon} is not configured (STOCKCAST_HORIZONS: {context.settings.horizons})"
+        )
     try:
-        challenger = registry.version(ticker, version)
+        challenger = registry.version(ticker, version, horizon)
     except MlflowException as error:
-        raise LookupError(f"{ticker} has no registered version {version}") from error
-    champion = registry.champion(ticker)
+        raise LookupError(f"{named} has no registered version {version}") from error
+    champion = registry.champion(ticker, horizon)
     if champion is not None and champion.version == challenger.version:
-        return Decision(False, f"version {version} is already the champion of {ticker}")
+        return Decision(False, f"version {version} is already the champion of {named}")
     if force:
         replaced = f"v{champion.version}" if champion else "none"
         decision = Decision(True, f"forced by an operator over the gate (champion was {replaced})")
@@ -55,7 +69,8 @@ def _promote(context: Context, ticker: str, version: str, force: bool, lease: Tr
         )
         return decision
     specs = [default_spec("naive"), challenger.spec] + ([champion.spec] if champion else [])
-    results = _score_on_common_window(context, ticker, list({spec.key(): spec for spec in specs}.values()))
+    unique = list({spec.key(): spec for spec in specs}.values())
+    results = _score_on_common_window(context, ticker, unique, horizon)
     window = common_window(results)
     settings = context.settings
     decision = should_promote(

@@ -16,7 +16,7 @@ import pandas as pd
 
 from stockcast.context import Context
 from stockcast.failpoints import failpoint
-from stockcast.features.build import FEATURE_COLUMNS, TARGET_COLUMN
+from stockcast.features.build import FEATURE_COLUMNS, TARGET_COLUMN, for_horizon
 from stockcast.features.feature_store import FEATURE_SERVICE
 from stockcast.modeling.gate import Decision
 from stockcast.modeling.intervals import level_key
@@ -58,6 +58,7 @@ class TrainingReport:
     decision: Decision
     champion_version: str | None
     candidates: dict[str, dict[str, float]] = field(default_factory=dict)
+    horizon: int = 1
 
 
 def feature_hash(rows: pd.DataFrame) -> str:
@@ -66,7 +67,7 @@ def feature_hash(rows: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()[:16]
 
 
-def backtest_config(context: Context) -> BacktestConfig:
+def backtest_config(context: Context, horizon: int = 1) -> BacktestConfig:
     settings = context.settings
     return BacktestConfig(
         test_days=settings.backtest_days,
@@ -74,6 +75,7 @@ def backtest_config(context: Context) -> BacktestConfig:
         min_train_days=settings.min_train_days,
         train_window_days=settings.train_window_days,
         level=settings.interval_level,
+        horizon=horizon,
     )
 
 
@@ -97,6 +99,7 @@ def version_tags(
     result: BacktestResult, rows: pd.DataFrame, lineage: dict[str, str], level: float
 ) -> dict[str, str]:
     tags = {
+        "horizon": str(result.horizon),
         "spec": spec_tag(result.spec),
         "spec_key": result.spec.key(),
         "kind": result.spec.kind,
@@ -116,15 +119,18 @@ def version_tags(
     return tags
 
 
-def tuned_specs(context: Context, ticker: str, rows: pd.DataFrame, trials: int) -> list[ModelSpec]:
-    """Tune every configured candidate that has parameters; each study is logged to MLflow."""
+def tuned_specs(
+    context: Context, ticker: str, rows: pd.DataFrame, trials: int, horizon: int = 1
+) -> list[ModelSpec]:
+    """Tune every configured candidate that has parameters, on the horizon's own labels and
+    backtest; each study is logged to MLflow."""
     from stockcast.training.tuning import tune
 
     specs = []
     for kind in context.settings.models:
-        result = tune(rows, kind, trials, backtest_config(context), context.settings.random_seed)
+        result = tune(rows, kind, trials, backtest_config(context, horizon), context.settings.random_seed)
         if result is not None:
-            context.registry.log_study(ticker, result)
+            context.registry.log_study(ticker, result, horizon)
             specs.append(result.best_spec)
     return specs
 
@@ -142,6 +148,10 @@ class TrainingPlan:
     alpha: float = 0.05
     margin: float = 0.0
 
+    @property
+    def horizon(self) -> int:
+        return self.config.horizon
+
 
 def plan_training(
     context: Context,
@@ -150,16 +160,18 @@ def plan_training(
     force: bool = False,
     tune_trials: int = 0,
     trigger: str = "manual",
+    horizon: int = 1,
 ) -> TrainingPlan | None:
-    """The candidates to backtest (the champion's own specification always among them); None
-    when the ticker is not forced and its champion is current."""
+    """The candidates to backtest at ``horizon`` on its labelled ``rows`` (``for_horizon``),
+    the champion's own specification always among them; None when the ticker is not forced
+    and its champion at that horizon is current."""
     settings = context.settings
-    champion = context.registry.champion(ticker)
+    champion = context.registry.champion(ticker, horizon)
     if not force and needs_training(context, rows, champion) is None:
         return None
     specs = [default_spec(kind) for kind in settings.models]
     if tune_trials:
-        specs += tuned_specs(context, ticker, rows, tune_trials)
+        specs += tuned_specs(context, ticker, rows, tune_trials, horizon)
     if champion is not None:
         specs.append(champion.spec)
     # One backtest per distinct specification.
@@ -168,7 +180,7 @@ def plan_training(
     return TrainingPlan(
         ticker,
         specs,
-        backtest_config(context),
+        backtest_config(context, horizon),
         settings.random_seed,
         champion,
         why,
@@ -193,7 +205,7 @@ def compute_training(rows: pd.DataFrame, plan: TrainingPlan) -> Computed:
         if decision.promote and decision.chosen in results
         else best_candidate(results)
     )
-    forecaster = fit_on_history(chosen.spec, rows, plan.config.train_window_days, plan.seed)
+    forecaster = fit_on_history(chosen.spec, rows, plan.config.train_window_days, plan.seed, plan.horizon)
     plots = {key: backtest_png(plan.ticker, result) for key, result in results.items()}
     return Computed(results, chosen, forecaster, decision, plots)
 
@@ -221,9 +233,12 @@ def finish_training(
     decision = computed.decision
     lineage = training_lineage(rows)
     example = rows[[*FEATURE_COLUMNS, "close"]].tail(1).reset_index(drop=True)
-    run_id, model_uri = registry.log_training(ticker, computed, lineage, example, settings.interval_level)
+    horizon = plan.horizon
+    run_id, model_uri = registry.log_training(
+        ticker, computed, lineage, example, settings.interval_level, horizon
+    )
     tags = version_tags(chosen, rows, lineage, settings.interval_level)
-    registered = registry.register(ticker, model_uri, run_id, tags)
+    registered = registry.register(ticker, model_uri, run_id, tags, horizon)
     failpoint("train.registered")
     try:
         apply_decision(
@@ -239,7 +254,7 @@ def finish_training(
         )
     except LeaseLostError as error:
         registry.tag_version(
-            ticker, registered.version, {"decision": "not applied", "decision_reason": str(error)}
+            ticker, registered.version, {"decision": "not applied", "decision_reason": str(error)}, horizon
         )
         raise LeaseLostError(f"{error}; v{registered.version} stays registered without an alias") from None
     return TrainingReport(
@@ -250,6 +265,7 @@ def finish_training(
         decision=decision,
         champion_version=registered.version if decision.promote else (champion.version if champion else None),
         candidates={key: result.metrics for key, result in results.items()},
+        horizon=horizon,
     )
 
 
@@ -260,12 +276,15 @@ def train_ticker(
     force: bool = False,
     tune_trials: int = 0,
     trigger: str = "manual",
+    horizon: int = 1,
 ) -> TrainingReport | None:
-    """Train one ticker on its labelled rows when it needs it (or when forced); None when its
-    champion was current. With ``tune_trials``, tuned versions of the candidates compete too.
-    Holds the ticker's training lease throughout, waiting for another trainer as configured."""
+    """Train one ticker at one horizon on its labelled rows (``training_rows``) when it needs it
+    (or when forced); None when its champion was current. With ``tune_trials``, tuned versions
+    of the candidates compete too. Holds the ticker's training lease throughout, waiting for
+    another trainer as configured."""
+    rows = for_horizon(rows, horizon)
     with context.leases.holding(ticker) as lease:
-        plan = plan_training(context, ticker, rows, force, tune_trials, trigger)
+        plan = plan_training(context, ticker, rows, force, tune_trials, trigger, horizon)
         if plan is None:
             return None
         return finish_training(context, rows, plan, compute_training(rows, plan), lease)

@@ -115,23 +115,29 @@ def equal_tailed_quantiles(scores: np.ndarray, level: float) -> tuple[float, flo
 
 
 def online_equal_tailed(
-    scores: np.ndarray, levels: Sequence[float]
+    scores: np.ndarray, levels: Sequence[float], delay: int = 1
 ) -> dict[float, tuple[np.ndarray, np.ndarray]]:
-    """Per level, arrays (q_lo, q_hi) whose i-th entries use only ``scores[:i]``.
+    """Per level, arrays (q_lo, q_hi) whose i-th entries use only ``scores[: i - delay + 1]``.
 
-    Origin i is calibrated on the origins strictly before it, as in a walk-forward backtest, so
-    the first origin gets (-inf, inf). Entry i equals ``equal_tailed_quantiles(scores[:i], L)``;
+    Origin i is calibrated on the origins whose outcome is known at it, as in a walk-forward
+    backtest: at horizon h (``delay``) the outcome of origin k arrives h sessions later, so origin
+    i sees the scores of origins up to i - h; at h = 1 those strictly before it, and the first
+    origin gets (-inf, inf). Entry i equals ``equal_tailed_quantiles(scores[: i - delay + 1], L)``;
     the scores are inserted one at a time into a sorted list (bisect), so the whole pass costs
     O(n^2) element moves in the worst case, done by memmove, rather than a sort per origin.
     """
     for level in levels:
         _check_level(level)
+    if delay < 1:
+        raise ValueError(f"an outcome arrives at least one session after its origin, got delay {delay}")
     values = _signed_scores(scores)
     count = len(values)
     bounds = {level: (np.empty(count), np.empty(count)) for level in levels}
     ordered: list[float] = []
-    for i, score in enumerate(values.tolist()):
+    listed = values.tolist()
+    for i in range(count):
+        if i >= delay:
+            bisect.insort(ordered, listed[i - delay])
         for level, (lower, upper) in bounds.items():
-            lower[i], upper[i] = _bounds_from_sorted(ordered, i, level)
-        bisect.insort(ordered, score)
+            lower[i], upper[i] = _bounds_from_sorted(ordered, len(ordered), level)
     return bounds

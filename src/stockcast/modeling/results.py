@@ -21,6 +21,7 @@ class BacktestResult:
     # out-of-sample origin: what the fitted model's intervals are made of.
     interval_bounds: dict[float, tuple[float, float]]
     feature_importances: dict[str, float] | None = field(default=None)
+    horizon: int = 1  # sessions ahead
 
 
 @dataclass

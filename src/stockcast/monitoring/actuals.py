@@ -1,8 +1,10 @@
 """Delayed labels: each logged forecast meets the close it forecast once that bar is stored.
 
-The actual of a forecast made on ``as_of`` is the close of the first stored session after
-``as_of``: normally its ``target_date``; when that day turned out to be a holiday, the next
-session that traded (``actual_date`` says which). Scores are on the forecast's own price
+The actual of a forecast one session ahead made on ``as_of`` is the close of the first stored
+session after ``as_of``: normally its ``target_date``; when that day turned out to be a holiday,
+the next session that traded (``actual_date`` says which). A forecast h > 1 sessions ahead is
+scored by the first stored session on or after its ``target_date`` (h sessions of the exchange
+calendar after ``as_of``), never by the sessions in between. Scores are on the forecast's own price
 basis: if a split or dividend re-based the stored history since, the stored as-of close no
 longer equals the close the forecast was made from, and their ratio re-bases the actual.
 """
@@ -29,9 +31,12 @@ class ActualsReport:
 
 def score(forecast: pd.Series, bars: pd.DataFrame) -> dict[str, Any] | None:
     """The outcome of one forecast given its ticker's stored bars (``date``, ``close``, sorted),
-    or None while the session after its as-of date is not stored yet."""
+    or None while the session it forecast is not stored yet."""
     as_of = pd.Timestamp(forecast["as_of"])
     later = bars.loc[bars["date"] > as_of]
+    horizon = forecast.get("horizon")
+    if horizon is not None and not pd.isna(horizon) and int(horizon) > 1:
+        later = later.loc[later["date"] >= pd.Timestamp(forecast["target_date"])]
     if later.empty:
         return None
     actual_bar = later.iloc[0]
@@ -57,8 +62,8 @@ def score(forecast: pd.Series, bars: pd.DataFrame) -> dict[str, Any] | None:
 
 
 def fill_actuals(context: Context, tickers: list[str] | None = None) -> ActualsReport:
-    """Score every open forecast whose next session is stored; safe to rerun (a scored
-    forecast is never scored again, an open one waits)."""
+    """Score every open forecast whose session is stored; safe to rerun (a scored forecast is
+    never scored again, an open one waits)."""
     store = context.store
     open_rows = store.open_forecasts(tickers)
     report = ActualsReport()
@@ -85,9 +90,11 @@ def fill_actuals(context: Context, tickers: list[str] | None = None) -> ActualsR
     return report
 
 
-def daily_outcomes(evaluated: pd.DataFrame) -> pd.DataFrame:
-    """One scored forecast per as-of day: the daily job's (``batch``) where there is one, else
-    the first the API served. Many API calls on one day are one forecast."""
+def daily_outcomes(evaluated: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
+    """One scored forecast per as-of day at ``horizon``: the daily job's (``batch``) where there
+    is one, else the first the API served. Many API calls on one day are one forecast."""
+    if "horizon" in evaluated:
+        evaluated = evaluated.loc[evaluated["horizon"].fillna(1).astype(int) == horizon]
     if evaluated.empty:
         return evaluated
     ranked = evaluated.assign(_batch=np.where(evaluated["origin"] == "batch", 0, 1))

@@ -97,19 +97,25 @@ class MonitoringCollector(Collector):
             latest, last_forecasts = pd.DataFrame(), None
             readable.add_metric([], 0.0)
         yield readable
+        # Per ticker and horizon (sessions ahead); rows from before horizons are one session ahead.
+        labels = ["ticker", "horizon"]
         status = GaugeMetricFamily(
-            "stockcast_monitor_status", "Drift status: -1 unknown, 0 ok, 1 watch, 2 drift.", labels=["ticker"]
+            "stockcast_monitor_status", "Drift status: -1 unknown, 0 ok, 1 watch, 2 drift.", labels=labels
         )
         families = {
-            column: GaugeMetricFamily(name, text, labels=["ticker"])
-            for column, (name, text) in FIGURES.items()
+            column: GaugeMetricFamily(name, text, labels=labels) for column, (name, text) in FIGURES.items()
         }
         for row in latest.to_dict(orient="records"):
-            status.add_metric([row["ticker"]], STATUS_CODES.get(row["status"], -1.0))
+            horizon = row.get("horizon")
+            values = [
+                row["ticker"],
+                str(int(horizon)) if horizon is not None and not pd.isna(horizon) else "1",
+            ]
+            status.add_metric(values, STATUS_CODES.get(row["status"], -1.0))
             for column, family in families.items():
                 value = row.get(column)
                 if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                    family.add_metric([row["ticker"]], float(value))
+                    family.add_metric(values, float(value))
         yield status
         yield from families.values()
         if last_forecasts is not None:

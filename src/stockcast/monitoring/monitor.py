@@ -1,6 +1,7 @@
-"""`stockcast monitor`: per ticker, how its champion is doing in production and whether its
-inputs still look like what it was trained on. One row per ticker and day goes to the
-``monitoring`` table; the Evidently reports go to the artifact store.
+"""`stockcast monitor`: per ticker and horizon, how its champion is doing in production and
+whether its inputs still look like what it was trained on. One row per ticker, horizon and day
+goes to the ``monitoring`` table; the Evidently reports (of the shortest horizon's champion: the
+inputs are the same at every horizon) go to the artifact store.
 
 The step reads what it needs for all its tickers at once (their bars, their scored forecasts,
 their registered versions: a few queries, not a few per ticker), computes every ticker's figures
@@ -45,11 +46,13 @@ class TickerHealth:
     report_as_of: date | None = None
     report_written: bool = False
     scores: dict[str, float] | None = None
+    horizon: int = 1
 
     def row(self, computed_at: Any) -> dict[str, Any]:
         figures = asdict(self.performance)
         return {
             "ticker": self.ticker,
+            "horizon": self.horizon,
             "as_of": self.as_of,
             "model_version": self.model_version,
             "evaluated": figures["evaluated"],
@@ -79,19 +82,22 @@ def drift_rule(context: Context) -> DriftRule:
     )
 
 
+Key = tuple[str, int]  # (ticker, horizon)
+
+
 @dataclass
 class MonitorInputs:
     """What the step reads for its tickers, once for all of them."""
 
     bars: dict[str, pd.DataFrame]  # stored bars per ticker, oldest first
     features: dict[str, pd.DataFrame]  # complete feature rows per ticker, oldest first
-    outcomes: dict[str, pd.DataFrame]  # one scored forecast per day, oldest first
-    champions: dict[str, RegisteredVersion]
-    versions: dict[str, dict[str, RegisteredVersion]] = field(default_factory=dict)
+    outcomes: dict[Key, pd.DataFrame]  # one scored forecast per day and horizon, oldest first
+    champions: dict[Key, RegisteredVersion]
+    versions: dict[Key, dict[str, RegisteredVersion]] = field(default_factory=dict)
 
-    def backtest_rmse(self, ticker: str, version: str) -> float:
+    def backtest_rmse(self, key: Key, version: str) -> float:
         """The walk-forward RMSE a registered version promised (NaN when unknown)."""
-        found = self.versions.get(ticker, {}).get(str(version))
+        found = self.versions.get(key, {}).get(str(version))
         return found.metric("rmse") if found is not None else float("nan")
 
 
@@ -109,25 +115,37 @@ def _by_ticker(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def read_inputs(context: Context, tickers: list[str]) -> MonitorInputs:
-    """The bars, features, scored forecasts and registered versions of ``tickers``: one query
-    each and a few registry searches. Features are computed by the same code as training's."""
+    """The bars, features, scored forecasts and registered versions of ``tickers`` at every
+    configured horizon: one query each and a few registry searches. Features are computed by
+    the same code as training's."""
     from stockcast.features.build import FEATURE_COLUMNS, build_features
 
+    horizons = context.settings.horizons
     bars = context.store.load_prices(tickers)
     features = build_features(bars).dropna(subset=FEATURE_COLUMNS) if not bars.empty else bars
-    evaluated = context.store.evaluated_forecasts_of(tickers)
-    outcomes = {ticker: daily_outcomes(rows) for ticker, rows in _by_ticker(evaluated).items()}
+    evaluated = _by_ticker(context.store.evaluated_forecasts_of(tickers))
+    outcomes = {
+        (ticker, horizon): daily_outcomes(rows, horizon)
+        for ticker, rows in evaluated.items()
+        for horizon in horizons
+    }
     registry = context.registry
-    versions = registry.versions_of(tickers)
+    versions: dict[Key, dict[str, RegisteredVersion]] = {}
+    for horizon in horizons:
+        versions |= {
+            (ticker, horizon): found for ticker, found in registry.versions_of(tickers, horizon).items()
+        }
     champions = {
-        ticker: versions[ticker][version]
-        for ticker, version in registry.aliased(tickers).items()
-        if version in versions.get(ticker, {})
+        key: versions[key][version]
+        for key, version in registry.aliased_all(tickers, horizons).items()
+        if version in versions.get(key, {})
     }
     return MonitorInputs(_by_ticker(bars), _by_ticker(features), outcomes, champions, versions)
 
 
-def _live_scores(context: Context, outcomes: pd.DataFrame, bars: pd.DataFrame) -> dict[str, float]:
+def _live_scores(
+    context: Context, outcomes: pd.DataFrame, bars: pd.DataFrame, horizon: int
+) -> dict[str, float]:
     """Scale-free scores of the last drift window of scored forecasts (see ``scores.py``)."""
     from stockcast.monitoring.scores import live_scores
 
@@ -137,7 +155,7 @@ def _live_scores(context: Context, outcomes: pd.DataFrame, bars: pd.DataFrame) -
     first_as_of = pd.Timestamp(outcomes["as_of"].iloc[-window])
     history = bars.loc[bars["date"] <= first_as_of, "close"].to_numpy(float)
     days = context.settings.train_window_days or len(history)
-    return live_scores(outcomes, history[-days:], window)
+    return live_scores(outcomes, history[-days:], window, horizon)
 
 
 def report_due(
@@ -167,8 +185,10 @@ def monitor_ticker(
     html: bool = True,
     previous: dict[str, Any] | None = None,
     inputs: MonitorInputs | None = None,
+    horizon: int = 1,
 ) -> TickerHealth | None:
-    """Assess one ticker as of its newest stored bar; None when it has no bars.
+    """Assess one ticker's champion at ``horizon`` as of its newest stored bar; None when it
+    has no bars.
 
     The drift figures are computed every day. ``reports``: True writes the Evidently reports,
     False skips them, None writes them when due (see ``report_due``) and otherwise points to
@@ -181,15 +201,16 @@ def monitor_ticker(
     if bars is None or bars.empty:
         return None
     as_of = bars["date"].iloc[-1].date()
-    champion = inputs.champions.get(ticker)
+    key = (ticker, horizon)
+    champion = inputs.champions.get(key)
     version = champion.version if champion else None
     backtest_rmse = champion.metric("rmse") if champion else None
-    outcomes = inputs.outcomes.get(ticker)
+    outcomes = inputs.outcomes.get(key)
     if outcomes is None:
         outcomes = daily_outcomes(_no_forecasts())
-    promised = {served: inputs.backtest_rmse(ticker, served) for served in set(outcomes["model_version"])}
+    promised = {served: inputs.backtest_rmse(key, served) for served in set(outcomes["model_version"])}
     performance = assess(outcomes, outcomes["model_version"].map(promised), drift_rule(context))
-    scores = _live_scores(context, outcomes, bars)
+    scores = _live_scores(context, outcomes, bars, horizon)
     data_end = (
         date.fromisoformat(champion.tags["data_end"]) if champion and "data_end" in champion.tags else None
     )
@@ -242,6 +263,7 @@ def monitor_ticker(
         report_as_of=report_as_of,
         report_written=written is not None,
         scores=scores,
+        horizon=horizon,
     )
 
 
@@ -254,28 +276,50 @@ def _no_forecasts() -> pd.DataFrame:
 def monitor(
     context: Context, tickers: list[str], reports: bool | None = None, html: bool = True
 ) -> list[TickerHealth]:
-    """Assess each ticker, store the verdicts, push the gauges when a Pushgateway is set.
-    ``reports`` as in ``monitor_ticker``: None writes the Evidently reports where due (unless
+    """Assess each ticker at each horizon, store the verdicts, push the gauges when a
+    Pushgateway is set. ``reports`` as in ``monitor_ticker``, for the shortest horizon (the
+    inputs whose drift the reports show are the same at every horizon; the daily figures are
+    per horizon): None writes the Evidently reports where due (unless
     STOCKCAST_REPORTS_WHEN_DUE is false)."""
     if reports is None and not context.settings.reports_when_due:
         reports = False
-    latest = context.store.load_monitoring(latest_only=True)
-    previous = {str(row["ticker"]): row for row in latest.to_dict("records")}
+    latest = context.store.load_monitoring(latest_only=True, horizon=None)
+    previous = {(str(row["ticker"]), int(row["horizon"])): row for row in latest.to_dict("records")}
     inputs = read_inputs(context, tickers)
+    horizons = context.settings.horizons
     healths = [
         health
         for ticker in tickers
-        if (health := monitor_ticker(context, ticker, reports, html, previous.get(ticker), inputs))
+        for horizon in horizons
+        if (
+            health := monitor_ticker(
+                context,
+                ticker,
+                reports if horizon == horizons[0] else False,
+                html,
+                previous.get((ticker, horizon)),
+                inputs,
+                horizon,
+            )
+        )
     ]
     context.store.upsert_monitoring([health.row(context.now()) for health in healths])
     if context.settings.pushgateway_url and healths:
-        push_gauges(context.settings.pushgateway_url, context.store.load_monitoring(latest_only=True))
+        latest = context.store.load_monitoring(latest_only=True, horizon=None)
+        push_gauges(context.settings.pushgateway_url, latest)
     return healths
 
 
-def drifted(context: Context, tickers: list[str]) -> list[str]:
-    latest = context.store.load_monitoring(latest_only=True)
-    return sorted(latest.loc[(latest["status"] == DRIFT) & latest["ticker"].isin(tickers), "ticker"])
+def drifted(context: Context, tickers: list[str]) -> dict[str, list[int]]:
+    """The horizons whose latest verdict is drift, per ticker that has any (by ticker)."""
+    latest = context.store.load_monitoring(latest_only=True, horizon=None)
+    found = latest.loc[(latest["status"] == DRIFT) & latest["ticker"].isin(tickers)]
+    horizons = context.settings.horizons
+    by_ticker: dict[str, list[int]] = {}
+    for row in found.sort_values(["ticker", "horizon"]).itertuples(index=False):
+        if int(row.horizon) in horizons:
+            by_ticker.setdefault(str(row.ticker), []).append(int(row.horizon))
+    return by_ticker
 
 
 def push_gauges(url: str, latest: pd.DataFrame) -> None:

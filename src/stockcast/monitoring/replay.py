@@ -50,6 +50,18 @@ class TickerSummary:
     promotions: int  # retrainings whose version became champion (a refit of the same model too)
     champion_changes: int = 0  # of those, the ones that changed the model specification
     changes_per_year: float | None = None
+    horizon: int = 1  # sessions ahead
+
+
+@dataclass
+class HorizonSummary:
+    """Every ticker's scored forecasts at one horizon, pooled."""
+
+    horizon: int
+    scored: int
+    coverage: float | None  # share of actuals inside the configured level's interval
+    rmse_ratio: float | None  # pooled RMSE of log errors / the naive forecast's, as in the gate
+    level: float
 
 
 @dataclass
@@ -59,6 +71,7 @@ class ReplayReport:
     sessions: int
     directory: Path
     tickers: list[TickerSummary] = field(default_factory=list)
+    horizons: list[HorizonSummary] = field(default_factory=list)
     decisions: list[dict[str, object]] = field(default_factory=list)
     plot: Path | None = None
     seconds: float = 0.0
@@ -179,44 +192,27 @@ def summarize(context: Context, tickers: list[str], first: date, last: date, dir
     from stockcast.monitoring.actuals import daily_outcomes
 
     store = context.store
-    monitoring = store.load_monitoring()
-    decisions = store.load_decisions()
+    horizons = context.settings.horizons
+    monitoring = store.load_monitoring(horizon=None)
+    decisions = store.load_decisions(horizon=None)
     in_window = decisions.loc[pd.to_datetime(decisions["decided_at"], utc=True).dt.date >= first]
     report = ReplayReport(first, last, 0, directory)
     report.sessions = len(monitoring["as_of"].unique()) if not monitoring.empty else 0
+    pooled: dict[int, list[pd.DataFrame]] = {horizon: [] for horizon in horizons}
     for ticker in tickers:
         scored = store.evaluated_forecasts(ticker)
-        daily = daily_outcomes(scored)
-        promoted = in_window.loc[(in_window["ticker"] == ticker) & in_window["promoted"].astype(bool)]
-        changes = int(
-            (
-                promoted["champion_spec"].notna() & (promoted["challenger_spec"] != promoted["champion_spec"])
-            ).sum()
-        )
-        mine = monitoring.loc[monitoring["ticker"] == ticker]
-        trained = in_window.loc[
-            (in_window["ticker"] == ticker)
-            & (in_window["action"] == "train")
-            & in_window["trigger"].isin(["drift", "scheduled"])
-        ]
-        report.tickers.append(
-            TickerSummary(
-                ticker=ticker,
-                scored=len(daily),
-                rmse=_rmse(daily["error"]) if len(daily) else None,
-                naive_rmse=_rmse(daily["naive_error"]) if len(daily) else None,
-                coverage=float(daily["covered"].astype(float).mean()) if len(daily) else None,
-                drift_days=[str(day) for day in mine.loc[mine["status"] == "drift", "as_of"]],
-                drift_retrains=int((trained["trigger"] == "drift").sum()),
-                scheduled_retrains=int((trained["trigger"] == "scheduled").sum()),
-                promotions=int(trained["promoted"].astype(bool).sum()),
-                champion_changes=changes,
-                changes_per_year=changes / (len(daily) / SESSIONS_PER_YEAR) if len(daily) else None,
-            )
-        )
+        for horizon in horizons:
+            daily = daily_outcomes(scored, horizon)
+            pooled[horizon].append(daily)
+            report.tickers.append(_ticker_summary(ticker, horizon, daily, monitoring, in_window))
+    report.horizons = [
+        _pooled(horizon, pd.concat(frames), context.settings.interval_level)
+        for horizon, frames in pooled.items()
+    ]
     report.decisions = [
         {
             "ticker": row["ticker"],
+            "horizon": int(row["horizon"]),
             "decided_at": str(row["decided_at"]),
             "trigger": row["trigger"],
             "promoted": bool(row["promoted"]),
@@ -229,6 +225,52 @@ def summarize(context: Context, tickers: list[str], first: date, last: date, dir
     return report
 
 
+def _ticker_summary(
+    ticker: str, horizon: int, daily: pd.DataFrame, monitoring: pd.DataFrame, in_window: pd.DataFrame
+) -> TickerSummary:
+    mine_decisions = in_window.loc[(in_window["ticker"] == ticker) & (in_window["horizon"] == horizon)]
+    promoted = mine_decisions.loc[mine_decisions["promoted"].astype(bool)]
+    changes = int(
+        (promoted["champion_spec"].notna() & (promoted["challenger_spec"] != promoted["champion_spec"])).sum()
+    )
+    mine = monitoring.loc[(monitoring["ticker"] == ticker) & (monitoring["horizon"] == horizon)]
+    trained = mine_decisions.loc[
+        (mine_decisions["action"] == "train") & mine_decisions["trigger"].isin(["drift", "scheduled"])
+    ]
+    return TickerSummary(
+        ticker=ticker,
+        scored=len(daily),
+        rmse=_rmse(daily["error"]) if len(daily) else None,
+        naive_rmse=_rmse(daily["naive_error"]) if len(daily) else None,
+        coverage=float(daily["covered"].astype(float).mean()) if len(daily) else None,
+        drift_days=[str(day) for day in mine.loc[mine["status"] == "drift", "as_of"]],
+        drift_retrains=int((trained["trigger"] == "drift").sum()),
+        scheduled_retrains=int((trained["trigger"] == "scheduled").sum()),
+        promotions=int(trained["promoted"].astype(bool).sum()),
+        champion_changes=changes,
+        changes_per_year=changes / (len(daily) / SESSIONS_PER_YEAR) if len(daily) else None,
+        horizon=horizon,
+    )
+
+
+def _pooled(horizon: int, daily: pd.DataFrame, level: float) -> HorizonSummary:
+    """Coverage and RMSE against naive over every ticker's scored forecasts at a horizon; the
+    errors are relative (log of actual over forecast), so tickers of any price level pool."""
+    if daily.empty:
+        return HorizonSummary(horizon, 0, None, None, level)
+    actual = daily["actual_close"].astype(float).to_numpy()
+    model = np.log(actual / daily["predicted_close"].astype(float).to_numpy())
+    naive = np.log(actual / (actual - daily["naive_error"].astype(float).to_numpy()))
+    naive_rmse = float(np.sqrt(np.nanmean(naive**2)))
+    return HorizonSummary(
+        horizon=horizon,
+        scored=len(daily),
+        coverage=float(daily["covered"].astype(float).mean()),
+        rmse_ratio=float(np.sqrt(np.nanmean(model**2))) / naive_rmse if naive_rmse > 0 else None,
+        level=level,
+    )
+
+
 def summary_dict(report: ReplayReport) -> dict[str, object]:
     return {
         "start": report.start,
@@ -236,6 +278,7 @@ def summary_dict(report: ReplayReport) -> dict[str, object]:
         "sessions": report.sessions,
         "seconds": round(report.seconds, 1),
         "tickers": [ticker.__dict__ for ticker in report.tickers],
+        "horizons": [horizon.__dict__ for horizon in report.horizons],
         "decisions": report.decisions,
         "plot": str(report.plot) if report.plot else None,
     }
@@ -243,6 +286,7 @@ def summary_dict(report: ReplayReport) -> dict[str, object]:
 
 REPLAY_COLUMNS = (
     "ticker",
+    "ahead",
     "scored",
     "RMSE",
     "naive RMSE",
@@ -269,6 +313,7 @@ def summary_rows(report: ReplayReport) -> list[tuple[str, ...]]:
         rows.append(
             (
                 summary.ticker,
+                str(summary.horizon),
                 str(summary.scored),
                 _figure(summary.rmse),
                 _figure(summary.naive_rmse),
@@ -304,7 +349,35 @@ def summary_markdown(report: ReplayReport, settings: Settings, command: str) -> 
         *("| " + " | ".join(row) + " |" for row in summary_rows(report)),
         "",
     ]
+    if report.horizons:
+        lines += [
+            "Pooled over the tickers, per horizon (sessions ahead): the share of actual closes inside the "
+            "interval, and the RMSE of relative errors against the naive forecast's.",
+            "",
+            "| " + " | ".join(HORIZON_COLUMNS) + " |",
+            "|" + "---|" * len(HORIZON_COLUMNS),
+            *("| " + " | ".join(row) + " |" for row in horizon_rows(report)),
+            "",
+        ]
     return "\n".join(lines)
+
+
+HORIZON_COLUMNS = ("ahead", "scored", "interval", "coverage", "off nominal", "RMSE / naive")
+
+
+def horizon_rows(report: ReplayReport) -> list[tuple[str, ...]]:
+    """One row per horizon, pooled over the tickers, in HORIZON_COLUMNS' order."""
+    return [
+        (
+            str(each.horizon),
+            str(each.scored),
+            f"{each.level:.0%}",
+            _figure(each.coverage, "{:.1%}"),
+            _figure(None if each.coverage is None else (each.coverage - each.level) * 100, "{:+.1f} pt"),
+            _figure(each.rmse_ratio, "{:.4f}"),
+        )
+        for each in report.horizons
+    ]
 
 
 def plot(context: Context, tickers: list[str], first: date, path: Path) -> Path | None:

@@ -29,11 +29,14 @@ def _bounds(row: Any) -> dict[float, tuple[float, float]]:
     return {float(row["level"]): (float(row["lower"]), float(row["upper"]))}
 
 
-def live_scores(outcomes: pd.DataFrame, history_close: np.ndarray, window: int) -> dict[str, float]:
+def live_scores(
+    outcomes: pd.DataFrame, history_close: np.ndarray, window: int, horizon: int = 1
+) -> dict[str, float]:
     """Scores of the last ``window`` scored forecasts (one per day, oldest first, with
     ``actual_close``, ``predicted_close``, ``last_close`` and their intervals); ``history_close``
     are the closes before the first of them, for the in-sample scales. Empty with fewer than
-    ``window`` scored forecasts. Only finite figures are returned."""
+    ``window`` scored forecasts. Only finite figures are returned. At horizon h > 1 the
+    direction test reads every h-th forecast, whose outcomes share no day."""
     recent = outcomes.tail(window)
     if len(recent) < window or window == 0:
         return {}
@@ -53,7 +56,11 @@ def live_scores(outcomes: pd.DataFrame, history_close: np.ndarray, window: int) 
     insample_mse, insample_mae = insample_naive_scales(np.asarray(history_close, float))
     scores = interval_scores(frame, levels, insample_mse, insample_mae)
     last_close = recent["last_close"].to_numpy(float)
-    direction = pesaran_timmermann(frame["predicted_close"] - last_close, frame["actual_close"] - last_close)
+    apart = slice(None, None, -horizon)  # the newest forecast and every h-th before it
+    direction = pesaran_timmermann(
+        (frame["predicted_close"].to_numpy(float) - last_close)[apart],
+        (frame["actual_close"].to_numpy(float) - last_close)[apart],
+    )
     scores["direction_p_value"] = direction.p_value
     scores["direction_base_rate"] = direction.expected_hit_rate
     return {key: float(value) for key, value in scores.items() if math.isfinite(value)}

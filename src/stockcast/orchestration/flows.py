@@ -30,6 +30,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
 from stockcast.context import Context
+from stockcast.horizons import horizon_label
 from stockcast.settings import load_settings
 
 _contexts: dict[str, Context] = {}
@@ -180,21 +181,35 @@ def train_one(
     if ticker in done.failures:
         raise TickerFailedError(f"{ticker}: {done.failures[ticker]}")
     _trained(ticker)
+    logger = get_run_logger()
     if ticker in done.busy:
-        get_run_logger().warning("%s; skipped", done.busy[ticker])
+        logger.warning("%s; skipped", done.busy[ticker])
         return {"ticker": ticker, "trained": False, "busy": done.busy[ticker]}
+    for named, reason in done.failures.items():  # a longer horizon alone: the others serve
+        logger.warning("%s: %s", named, reason)
     if not done.reports:
-        return {"ticker": ticker, "trained": False}
-    report = done.reports[0]
-    get_run_logger().info(
-        "%s: v%s %s %s: %s",
-        ticker,
-        report.version,
-        report.spec_key,
-        "promoted" if report.decision.promote else "kept",
-        report.decision.reason,
-    )
-    return {"ticker": ticker, "trained": True, "version": report.version, "promoted": report.decision.promote}
+        return {"ticker": ticker, "trained": False, "failures": done.failures}
+    for report in done.reports:
+        logger.info(
+            "%s: v%s %s %s: %s",
+            horizon_label(ticker, report.horizon),
+            report.version,
+            report.spec_key,
+            "promoted" if report.decision.promote else "kept",
+            report.decision.reason,
+        )
+    first = done.reports[0]
+    return {
+        "ticker": ticker,
+        "trained": True,
+        "version": first.version,
+        "promoted": first.decision.promote,
+        "horizons": [
+            {"horizon": report.horizon, "version": report.version, "promoted": report.decision.promote}
+            for report in done.reports
+        ],
+        "failures": done.failures,
+    }
 
 
 @task(
@@ -208,13 +223,27 @@ def forecast_one(ticker: str) -> dict[str, Any]:
     forecasts, failures, logged = forecast_many(current_context(), [ticker])
     if ticker in failures:
         raise TickerFailedError(f"{ticker}: {failures[ticker]}")
-    forecast = forecasts[0]
+    if not forecasts:
+        raise TickerFailedError(f"{ticker}: {'; '.join(failures.values()) or 'no forecast'}")
+    for named, reason in failures.items():
+        get_run_logger().warning("%s: %s", named, reason)
+    forecast = forecasts[0]  # the shortest horizon's
     return {
         "ticker": ticker,
         "as_of": forecast.as_of.isoformat(),
         "target_date": forecast.target_date.isoformat(),
         "predicted_close": forecast.predicted_close,
         "model_version": forecast.model_version,
+        "horizons": [
+            {
+                "horizon": each.horizon,
+                "target_date": each.target_date.isoformat(),
+                "predicted_close": each.predicted_close,
+                "model_version": each.model_version,
+            }
+            for each in forecasts
+        ],
+        "failures": failures,
         "logged": logged,
     }
 
@@ -235,9 +264,9 @@ def monitor_tickers(tickers: list[str], reports: bool | None = None) -> dict[str
     logger = get_run_logger()
     for health in healths:
         (logger.warning if health.status in ("watch", "drift") else logger.info)(
-            "%s: %s: %s", health.ticker, health.status, health.reason
+            "%s: %s: %s", horizon_label(health.ticker, health.horizon), health.status, health.reason
         )
-    return {health.ticker: health.status for health in healths}
+    return {horizon_label(health.ticker, health.horizon): health.status for health in healths}
 
 
 @task
@@ -248,7 +277,7 @@ def retrain_drifted_tickers(tickers: list[str]) -> dict[str, Any]:
     for reason in done.busy.values():
         get_run_logger().warning("%s; skipped", reason)
     return {
-        "retrained": [report.ticker for report in done.reports],
+        "retrained": [horizon_label(report.ticker, report.horizon) for report in done.reports],
         "failures": done.failures,
         "busy": done.busy,
     }

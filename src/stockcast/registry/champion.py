@@ -48,9 +48,10 @@ def apply_decision(
     ``lease`` (the ticker's, taken before the champion was read) still holds: it is renewed by
     its token first, and ``LeaseLostError`` leaves the aliases and the history untouched."""
     registry = context.registry
+    horizon = challenger.horizon
     lease.confirm()
-    registry.set_alias(ticker, CHAMPION if decision.promote else CHALLENGER, challenger.version)
-    registry.tag_version(ticker, challenger.version, decision_tags(decision, challenger.spec.key()))
+    registry.set_alias(ticker, CHAMPION if decision.promote else CHALLENGER, challenger.version, horizon)
+    registry.tag_version(ticker, challenger.version, decision_tags(decision, challenger.spec.key()), horizon)
 
     def rmse(version: RegisteredVersion | None) -> float | None:
         if window is None or version is None:
@@ -64,6 +65,7 @@ def apply_decision(
         {
             "decided_at": context.now(),
             "ticker": ticker,
+            "horizon": horizon,
             "action": action,
             "promoted": decision.promote,
             "forced": forced,
@@ -91,9 +93,9 @@ def apply_decision(
     )
 
 
-def previous_champion(context: Context, ticker: str, current: str) -> str | None:
+def previous_champion(context: Context, ticker: str, current: str, horizon: int = 1) -> str | None:
     """The version the current champion replaced when it was promoted (not by a rollback)."""
-    decisions = context.store.load_decisions(ticker)
+    decisions = context.store.load_decisions(ticker, horizon)
     made_current = decisions[
         decisions["promoted"].astype(bool)
         & (decisions["challenger_version"] == current)
@@ -105,20 +107,21 @@ def previous_champion(context: Context, ticker: str, current: str) -> str | None
     return None if pd.isna(previous) else str(previous)
 
 
-def rollback(context: Context, ticker: str, wait_seconds: float | None = None) -> Decision:
-    """Put back the champion the current one replaced, holding the ticker's training lease
-    (waiting up to ``wait_seconds`` for a training of it, the setting when None)."""
+def rollback(context: Context, ticker: str, wait_seconds: float | None = None, horizon: int = 1) -> Decision:
+    """Put back the champion the current one (at ``horizon``) replaced, holding the ticker's
+    training lease (waiting up to ``wait_seconds`` for a training of it, the setting when None)."""
     with context.leases.holding(ticker, wait_seconds) as lease:
         registry = context.registry
-        champion = registry.champion(ticker)
+        champion = registry.champion(ticker, horizon)
+        named = ticker if horizon == 1 else f"{ticker} at {horizon} sessions"
         if champion is None:
-            raise LookupError(f"{ticker} has no champion to roll back")
-        previous = previous_champion(context, ticker, champion.version)
+            raise LookupError(f"{named} has no champion to roll back")
+        previous = previous_champion(context, ticker, champion.version, horizon)
         if previous is None:
             raise LookupError(
-                f"{ticker}'s champion v{champion.version} replaced no earlier version; nothing to roll back to"
+                f"{named}'s champion v{champion.version} replaced no earlier version; nothing to roll back to"
             )
-        restored = registry.version(ticker, previous)
+        restored = registry.version(ticker, previous, horizon)
         decision = Decision(True, f"rolled back from v{champion.version} to v{previous}")
         apply_decision(
             context, ticker, restored, champion, None, decision, "rollback", lease=lease, forced=True

@@ -1,6 +1,7 @@
 """MLflow adapter: tracking runs, the model registry and its ``champion`` alias.
 
-The only module that talks to MLflow. One registered model per ticker; versions carry their
+The only module that talks to MLflow. One registered model per ticker and horizon
+(``stockcast-AAPL`` one session ahead, ``stockcast-AAPL-h5`` five); versions carry their
 backtest figures as tags; ``champion`` and ``challenger`` are aliases, never stages.
 """
 
@@ -36,8 +37,12 @@ SEARCH_BATCH = 100
 SEARCH_PAGE = 10_000
 
 
-def model_name_for(ticker: str) -> str:
-    return "stockcast-" + re.sub(r"[^A-Za-z0-9_.-]", "_", ticker)
+def model_name_for(ticker: str, horizon: int = 1) -> str:
+    """The registered model of a ticker's forecasts ``horizon`` sessions ahead. The one-session
+    name is the name models had before horizons; tickers are upper case, so the lower-case
+    ``-h{n}`` suffix never meets a ticker's own name."""
+    name = "stockcast-" + re.sub(r"[^A-Za-z0-9_.-]", "_", ticker)
+    return name if horizon == 1 else f"{name}-h{horizon}"
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class RegisteredVersion:
     spec: ModelSpec
     tags: dict[str, str]
     run_id: str | None = None
+    horizon: int = 1
 
     @property
     def kind(self) -> str:
@@ -95,6 +101,7 @@ class Registry:
         lineage: dict[str, str],
         example: pd.DataFrame,
         level: float,
+        horizon: int = 1,
     ) -> tuple[str, str]:
         """Log a parent run with one child per candidate and the chosen model; returns
         (parent run id, model URI). Charts arrive rendered; each child is one batch write."""
@@ -116,8 +123,8 @@ class Registry:
             tempfile.TemporaryDirectory() as folder,
             mlflow.start_run(
                 experiment_id=experiment_id,
-                run_name=f"train-{ticker}-{lineage['data_end']}",
-                tags={"ticker": ticker, "stage": "train", **lineage},
+                run_name=f"train-{ticker}{_horizon_suffix(horizon)}-{lineage['data_end']}",
+                tags={"ticker": ticker, "horizon": str(horizon), "stage": "train", **lineage},
             ) as parent,
         ):
             now = int(time.time() * 1000)
@@ -127,6 +134,7 @@ class Registry:
                     run_name=key,
                     tags={
                         "ticker": ticker,
+                        "horizon": str(horizon),
                         "spec": key,
                         "candidate": result.spec.kind,
                         MLFLOW_PARENT_RUN_ID: parent.info.run_id,
@@ -144,12 +152,17 @@ class Registry:
                 if key in computed.plots:
                     client.log_artifact(child_id, _png_file(folder, key, computed.plots[key]))
                 client.set_terminated(child_id)
-            mlflow.log_params({"chosen": chosen.spec.key(), "level": level, **lineage})
+            mlflow.log_params({"chosen": chosen.spec.key(), "level": level, "horizon": horizon, **lineage})
             mlflow.log_metrics(_finite(chosen.metrics))
             if chosen.spec.key() in computed.plots:
                 mlflow.log_artifact(_png_file(folder, chosen.spec.key(), computed.plots[chosen.spec.key()]))
             model = ForecastModel(
-                computed.forecaster, chosen.spec.key(), chosen.spec.kind, chosen.interval_bounds, level
+                computed.forecaster,
+                chosen.spec.key(),
+                chosen.spec.kind,
+                chosen.interval_bounds,
+                level,
+                horizon,
             )
             output_columns = [*OUTPUT_COLUMNS] + [
                 f"{side}_{level_key(level)}"
@@ -169,15 +182,15 @@ class Registry:
                 )
             return parent.info.run_id, info.model_uri
 
-    def log_study(self, ticker: str, result: TuningResult) -> str:
+    def log_study(self, ticker: str, result: TuningResult, horizon: int = 1) -> str:
         """One run per tuned candidate: best parameters, trial counts, optimisation history."""
         import mlflow
 
         mlflow.set_tracking_uri(self.tracking_uri)
         with mlflow.start_run(
             experiment_id=self.experiment_id(),
-            run_name=f"tune-{ticker}-{result.kind}",
-            tags={"ticker": ticker, "stage": "tune", "candidate": result.kind},
+            run_name=f"tune-{ticker}{_horizon_suffix(horizon)}-{result.kind}",
+            tags={"ticker": ticker, "horizon": str(horizon), "stage": "tune", "candidate": result.kind},
         ) as run:
             mlflow.log_params({f"best_{name}": value for name, value in result.best_spec.params.items()})
             mlflow.log_metrics(
@@ -190,12 +203,14 @@ class Registry:
             return str(run.info.run_id)
 
     # -- registry ---------------------------------------------------------------------------
-    def register(self, ticker: str, model_uri: str, run_id: str, tags: dict[str, str]) -> RegisteredVersion:
+    def register(
+        self, ticker: str, model_uri: str, run_id: str, tags: dict[str, str], horizon: int = 1
+    ) -> RegisteredVersion:
         from mlflow.exceptions import MlflowException
 
-        name = model_name_for(ticker)
+        name = model_name_for(ticker, horizon)
         try:
-            self._client.create_registered_model(name, tags={"ticker": ticker})
+            self._client.create_registered_model(name, tags={"ticker": ticker, "horizon": str(horizon)})
         except MlflowException as error:
             if "RESOURCE_ALREADY_EXISTS" not in str(error.error_code):
                 raise
@@ -204,32 +219,36 @@ class Registry:
         created = self._client.create_model_version(
             name, model_uri, run_id=run_id, tags=tags, model_id=model_id
         )
-        return RegisteredVersion(ticker, name, str(created.version), spec_from_tags(tags), dict(tags), run_id)
+        return RegisteredVersion(
+            ticker, name, str(created.version), spec_from_tags(tags), dict(tags), run_id, horizon
+        )
 
-    def version(self, ticker: str, version: str) -> RegisteredVersion:
-        name = model_name_for(ticker)
-        found = self._client.get_model_version(name, version)
+    def _registered(self, ticker: str, horizon: int, found: Any) -> RegisteredVersion:
         tags = dict(found.tags)
-        return RegisteredVersion(ticker, name, str(found.version), spec_from_tags(tags), tags, found.run_id)
+        return RegisteredVersion(
+            ticker, found.name, str(found.version), spec_from_tags(tags), tags, found.run_id, horizon
+        )
 
-    def by_alias(self, ticker: str, alias: str) -> RegisteredVersion | None:
+    def version(self, ticker: str, version: str, horizon: int = 1) -> RegisteredVersion:
+        found = self._client.get_model_version(model_name_for(ticker, horizon), version)
+        return self._registered(ticker, horizon, found)
+
+    def by_alias(self, ticker: str, alias: str, horizon: int = 1) -> RegisteredVersion | None:
         from mlflow.exceptions import MlflowException
 
-        name = model_name_for(ticker)
         try:
-            found = self._client.get_model_version_by_alias(name, alias)
+            found = self._client.get_model_version_by_alias(model_name_for(ticker, horizon), alias)
         except MlflowException:
             return None
-        tags = dict(found.tags)
-        return RegisteredVersion(ticker, name, str(found.version), spec_from_tags(tags), tags, found.run_id)
+        return self._registered(ticker, horizon, found)
 
-    def champion(self, ticker: str) -> RegisteredVersion | None:
-        return self.by_alias(ticker, CHAMPION)
+    def champion(self, ticker: str, horizon: int = 1) -> RegisteredVersion | None:
+        return self.by_alias(ticker, CHAMPION, horizon)
 
-    def versions_of(self, tickers: list[str]) -> dict[str, dict[str, RegisteredVersion]]:
-        """Every registered version of each ticker's model, by version number: a few searches
-        for all the tickers instead of a request per ticker and version."""
-        names = {model_name_for(ticker): ticker for ticker in tickers}
+    def versions_of(self, tickers: list[str], horizon: int = 1) -> dict[str, dict[str, RegisteredVersion]]:
+        """Every registered version of each ticker's model at ``horizon``, by version number: a
+        few searches for all the tickers instead of a request per ticker and version."""
+        names = {model_name_for(ticker, horizon): ticker for ticker in tickers}
         found: dict[str, dict[str, RegisteredVersion]] = {ticker: {} for ticker in tickers}
         listed = sorted(names)
         for start in range(0, len(listed), SEARCH_BATCH):
@@ -242,25 +261,31 @@ class Registry:
                 )
                 for found_version in page:
                     ticker = names[found_version.name]
-                    tags = dict(found_version.tags)
-                    found[ticker][str(found_version.version)] = RegisteredVersion(
-                        ticker,
-                        found_version.name,
-                        str(found_version.version),
-                        spec_from_tags(tags),
-                        tags,
-                        found_version.run_id,
+                    found[ticker][str(found_version.version)] = self._registered(
+                        ticker, horizon, found_version
                     )
                 token = page.token
                 if not token:
                     break
         return found
 
-    def aliased(self, tickers: list[str], alias: str = CHAMPION) -> dict[str, str]:
-        """The version number ``alias`` names for each ticker that has it, from one listing of
-        the registered models (paged) instead of a request per ticker."""
-        names = {model_name_for(ticker): ticker for ticker in tickers}
-        aliased: dict[str, str] = {}
+    def aliased(self, tickers: list[str], alias: str = CHAMPION, horizon: int = 1) -> dict[str, str]:
+        """The version number ``alias`` names for each ticker that has it at ``horizon``, from
+        one listing of the registered models (paged) instead of a request per ticker."""
+        return {
+            ticker: version
+            for (ticker, each), version in self.aliased_all(tickers, [horizon], alias).items()
+            if each == horizon
+        }
+
+    def aliased_all(
+        self, tickers: list[str], horizons: list[int], alias: str = CHAMPION
+    ) -> dict[tuple[str, int], str]:
+        """``aliased`` for several horizons at once, keyed by (ticker, horizon)."""
+        names = {
+            model_name_for(ticker, horizon): (ticker, horizon) for ticker in tickers for horizon in horizons
+        }
+        aliased: dict[tuple[str, int], str] = {}
         token = None
         while True:
             page = self._client.search_registered_models(
@@ -274,19 +299,23 @@ class Registry:
             if not token:
                 return aliased
 
-    def set_alias(self, ticker: str, alias: str, version: str) -> None:
-        self._client.set_registered_model_alias(model_name_for(ticker), alias, version)
+    def set_alias(self, ticker: str, alias: str, version: str, horizon: int = 1) -> None:
+        self._client.set_registered_model_alias(model_name_for(ticker, horizon), alias, version)
 
-    def tag_version(self, ticker: str, version: str, tags: dict[str, str]) -> None:
+    def tag_version(self, ticker: str, version: str, tags: dict[str, str], horizon: int = 1) -> None:
         for key, value in tags.items():
-            self._client.set_model_version_tag(model_name_for(ticker), version, key, value)
+            self._client.set_model_version_tag(model_name_for(ticker, horizon), version, key, value)
 
-    def load(self, ticker: str, version: str) -> Any:
+    def load(self, ticker: str, version: str, horizon: int = 1) -> Any:
         """The packaged ``ForecastModel`` of a version, unwrapped for direct calls."""
         import mlflow.pyfunc
 
-        loaded = mlflow.pyfunc.load_model(f"models:/{model_name_for(ticker)}/{version}")
+        loaded = mlflow.pyfunc.load_model(f"models:/{model_name_for(ticker, horizon)}/{version}")
         return loaded.unwrap_python_model()
+
+
+def _horizon_suffix(horizon: int) -> str:
+    return "" if horizon == 1 else f"-h{horizon}"
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float]:

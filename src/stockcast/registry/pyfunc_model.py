@@ -24,18 +24,30 @@ IntervalBounds = dict[float, tuple[float, float]]
 
 class ForecastModel(PythonModel):
     def __init__(
-        self, forecaster: Any, spec_key: str, kind: str, interval_bounds: IntervalBounds, level: float
+        self,
+        forecaster: Any,
+        spec_key: str,
+        kind: str,
+        interval_bounds: IntervalBounds,
+        level: float,
+        horizon: int = 1,
     ):
         self.forecaster = forecaster
         self.spec_key = spec_key
         self.kind = kind
         self.interval_bounds = dict(interval_bounds)
         self.level = level
+        self.horizon = horizon  # sessions ahead; models packaged before horizons have none: 1
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         return forecast_frame(self.forecaster, bounds_of(self), self.level, model_input)
+
+
+def horizon_of(packaged: Any) -> int:
+    """Sessions ahead a packaged model forecasts (1 for versions packaged before horizons)."""
+    return int(getattr(packaged, "horizon", 1))
 
 
 def bounds_of(packaged: Any) -> IntervalBounds:

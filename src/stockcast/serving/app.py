@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         context = Context(config, activity="the API")
         state = ServingState(
             context=context,
-            champions=ChampionCache(context, config.tickers, metrics),
+            champions=ChampionCache(context, config.tickers, metrics, config.horizons),
             metrics=metrics,
             keys=ApiKeys(key.get_secret_value() for key in config.api_keys),
             snapshot=config.data_dir / "serving" / "snapshot.pkl",

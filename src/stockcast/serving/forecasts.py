@@ -1,9 +1,10 @@
-"""Serving a forecast: online features (or what-if closes) -> champion -> log -> answer.
+"""Serving a forecast: online features (or what-if closes) -> champions -> log -> answer.
 
-A forecast is a function of the champion's version and the feature vector, so the API
-computes it once per (ticker, version, online vector) and keeps it: the hot path of
-``GET /predict/{ticker}`` is a dictionary lookup, a fresh request id and the forecast-log
-commit it waits for. A new champion version misses the cache by construction.
+A ticker's forecasts are a function of its champions' versions (one per horizon) and its
+feature vector, so the API computes them once per (ticker, versions, online vector), from one
+read of the online store, and keeps them: the hot path of ``GET /predict/{ticker}`` is a
+dictionary lookup, fresh request ids and the forecast-log commit it waits for. A new champion
+version at any horizon misses the cache by construction.
 
 The online store is read again once a kept forecast is ``feature_refresh_seconds`` old. One
 read per ticker is in flight at a time, however many requests arrive (they share it), and
@@ -23,15 +24,16 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
 
 from stockcast.failpoints import failpoint
-from stockcast.serving.schemas import ForecastResponse, Interval, ModelRef
-from stockcast.serving.state import LoadedChampion, ServingState
+from stockcast.horizons import horizon_label
+from stockcast.serving.schemas import ForecastResponse, HorizonForecast, Interval, ModelRef
+from stockcast.serving.state import LoadedChampion, ServingState, signature
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,6 +67,55 @@ class Prepared:
         return [name for name, value in parts.items() if not math.isfinite(value)]
 
 
+Champions = dict[int, LoadedChampion]  # a ticker's champions by horizon
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A ticker's forecasts at every horizon it is served at, from one read of its features;
+    a horizon whose champion made a forecast that is not finite has, instead, why."""
+
+    versions: tuple[tuple[int, str], ...]
+    by_horizon: dict[int, Prepared]
+    fetched_at: float
+    broken: dict[int, str] = field(default_factory=dict)
+
+    def pick(self, horizons: Sequence[int]) -> list[Prepared]:
+        """The forecasts of ``horizons`` in that order; 503 naming any that is not servable."""
+        for horizon in horizons:
+            if horizon in self.broken:
+                raise HTTPException(503, self.broken[horizon])
+        return [self.by_horizon[horizon] for horizon in horizons]
+
+
+def _broken_message(ticker: str, horizon: int, loaded: LoadedChampion, broken: list[str], source: str) -> str:
+    ahead = "" if horizon == 1 else f" at {horizon} sessions"
+    return (
+        f"{ticker}'s champion{ahead} (version {loaded.version}) made a forecast that is not a finite "
+        f"number from {source} ({', '.join(broken)})"
+    )
+
+
+def prepare(ticker: str, row: pd.Series, champions: Champions, fetched_at: float) -> Ready:
+    """Every champion of a ticker applied to one feature row."""
+    from stockcast.forecasting.predict import feature_values, make_forecast
+
+    features = feature_values(row)
+    by_horizon: dict[int, Prepared] = {}
+    broken: dict[int, str] = {}
+    for horizon, loaded in sorted(champions.items()):
+        prepared = Prepared(
+            make_forecast(ticker, row, loaded.model, loaded.name, loaded.version), features, fetched_at
+        )
+        problems = prepared.not_finite()
+        if problems:
+            broken[horizon] = _broken_message(ticker, horizon, loaded, problems, "its online features")
+            broken[horizon] += "; it is not served"
+        else:
+            by_horizon[horizon] = prepared
+    return Ready(signature(champions), by_horizon, fetched_at, broken)
+
+
 class ForecastCache:
     def __init__(
         self, state: ServingState, max_age_seconds: float, clock: Callable[[], float] = time.monotonic
@@ -72,64 +123,71 @@ class ForecastCache:
         self.state = state
         self.max_age = max_age_seconds
         self.clock = clock
-        self._entries: dict[tuple[str, str], Prepared] = {}
-        self._restored: dict[tuple[str, str], Prepared] = {}
+        self._entries: dict[str, Ready] = {}
+        self._restored: dict[str, Ready] = {}
         self.warm = False  # every ticker has been computed once by this process
         self.reads = 0  # online-store reads made for requests (the warm-up's not counted)
         self._lock = threading.Lock()
-        self._reading: dict[tuple[str, str], Future[Prepared]] = {}
+        self._reading: dict[tuple[str, tuple[tuple[int, str], ...]], Future[Ready]] = {}
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="forecast-read")
 
-    def get(self, ticker: str, loaded: LoadedChampion) -> Prepared | None:
-        """The kept forecast of this champion version, unless it is older than the limit (a
-        look that starts no read; requests go through ``lookup``).
-        Until this process has warmed up, a forecast restored from the last run's snapshot
-        stands in, so requests do not wait for the feature store to open."""
-        key = (ticker, loaded.version)
-        entry = self._entries.get(key)
+    def _kept(
+        self, entries: dict[str, Ready], ticker: str, versions: tuple[tuple[int, str], ...]
+    ) -> Ready | None:
+        entry = entries.get(ticker)
+        return entry if entry is not None and entry.versions == versions else None
+
+    def get(self, ticker: str, champions: Champions) -> Ready | None:
+        """The kept forecasts of these champion versions, unless older than the limit (a look
+        that starts no read; requests go through ``lookup``).
+        Until this process has warmed up, forecasts restored from the last run's snapshot
+        stand in, so requests do not wait for the feature store to open."""
+        versions = signature(champions)
+        entry = self._kept(self._entries, ticker, versions)
         if entry is not None and self.clock() - entry.fetched_at <= self.max_age:
             return entry
         if not self.warm:
-            return self._restored.get(key)
+            return self._kept(self._restored, ticker, versions)
         return None
 
-    def lookup(self, ticker: str, loaded: LoadedChampion) -> Prepared | Future[Prepared]:
-        """What a request serves: the kept forecast while it is fresh, or within the second
-        window while one read refreshes it behind; else the read in flight, shared."""
-        entry = self._entries.get((ticker, loaded.version))
+    def lookup(self, ticker: str, champions: Champions) -> Ready | Future[Ready]:
+        """What a request serves: the kept forecasts while fresh, or within the second window
+        while one read refreshes them behind; else the read in flight, shared."""
+        versions = signature(champions)
+        entry = self._kept(self._entries, ticker, versions)
         if entry is not None:
             age = self.clock() - entry.fetched_at
             if age <= self.max_age:
                 return entry
             if age <= 2 * self.max_age:
-                self.read(ticker, loaded)
+                self.read(ticker, champions)
                 return entry
         if not self.warm:
-            restored = self._restored.get((ticker, loaded.version))
+            restored = self._kept(self._restored, ticker, versions)
             if restored is not None:
                 return restored
-        return self.read(ticker, loaded)
+        return self.read(ticker, champions)
 
-    def read(self, ticker: str, loaded: LoadedChampion) -> Future[Prepared]:
-        """Start a read of the online store for this champion version, or join the one running."""
-        key = (ticker, loaded.version)
+    def read(self, ticker: str, champions: Champions) -> Future[Ready]:
+        """Start a read of the online store for these champions, or join the one running."""
+        key = (ticker, signature(champions))
         with self._lock:
             running = self._reading.get(key)
             if running is None:
-                running = self._readers.submit(self._refresh, ticker, loaded)
+                running = self._readers.submit(self._refresh, ticker, champions)
                 self._reading[key] = running
                 self.reads += 1
         return running
 
-    def _refresh(self, ticker: str, loaded: LoadedChampion) -> Prepared:
+    def _refresh(self, ticker: str, champions: Champions) -> Ready:
         """One read; settled before its waiters wake, so the next lookup sees its outcome."""
-        key = (ticker, loaded.version)
+        key = (ticker, signature(champions))
         try:
             failpoint("serving.forecast_read")
-            return self.compute(ticker, loaded)
+            return self.compute(ticker, champions)
         except BaseException:
             with self._lock:  # what is kept would hide why the read failed
-                self._entries.pop(key, None)
+                self._entries.pop(ticker, None)
             raise
         finally:
             with self._lock:
@@ -138,46 +196,47 @@ class ForecastCache:
     def close(self) -> None:
         self._readers.shutdown(wait=False, cancel_futures=True)
 
-    def export(self) -> dict[tuple[str, str], Prepared]:
+    def export(self) -> dict[str, Ready]:
         return dict(self._entries) or dict(self._restored)
 
-    def adopt(self, entries: dict[tuple[str, str], Prepared]) -> None:
+    def adopt(self, entries: dict[str, Ready]) -> None:
         self._restored = dict(entries)
 
-    def compute(self, ticker: str, loaded: LoadedChampion) -> Prepared:
-        """Read the online vector, check it is fresh, forecast and keep it (blocking I/O)."""
-        from stockcast.forecasting.predict import feature_values, make_forecast
-
+    def compute(self, ticker: str, champions: Champions) -> Ready:
+        """Read the online vector, check it is fresh, forecast at every horizon and keep them
+        (blocking I/O)."""
         fetched_at = self.clock()
-        row = online_features(self.state, ticker)
-        prepared = Prepared(
-            forecast=make_forecast(ticker, row, loaded.model, loaded.name, loaded.version),
-            features=feature_values(row),
-            fetched_at=fetched_at,
-        )
-        broken = prepared.not_finite()
-        if broken:  # the stored features or the model are at fault, not the request
-            raise HTTPException(
-                503,
-                f"{ticker}'s champion (version {loaded.version}) made a forecast that is not a finite "
-                f"number from its online features ({', '.join(broken)}); it is not served",
-            )
+        ready = prepare(ticker, online_features(self.state, ticker), champions, fetched_at)
         with self._lock:
-            # Older versions' entries go: a rolled-back-to version is recomputed when it returns.
-            self._entries = {key: value for key, value in self._entries.items() if key[0] != ticker}
-            self._entries[(ticker, loaded.version)] = prepared
-        return prepared
+            # Other versions' forecasts go: a rolled-back-to version is recomputed when it returns.
+            self._entries = {**self._entries, ticker: ready}
+        return ready
 
 
-def champion_for(state: ServingState, ticker: str) -> LoadedChampion:
-    loaded = state.champions.get(ticker)
-    if loaded is None:
-        problem = state.champions.problems.get(ticker)
-        if problem is not None:  # configured, but its model cannot be served
-            raise HTTPException(503, f"{ticker} cannot be forecast: {problem}")
-        served = ", ".join(sorted(state.champions.versions())) or "none"
+def champions_for(
+    state: ServingState, ticker: str, horizon: int | None = None
+) -> tuple[Champions, list[int]]:
+    """A ticker's loaded champions and the horizons a request for it is answered at: every
+    served one, or the one asked for. 404 for a ticker or horizon not served, 503 when the
+    model of the answer's first horizon cannot be served."""
+    cache = state.champions
+    if ticker not in cache.tickers:
+        served = ", ".join(cache.tickers) or "none"
         raise HTTPException(404, f"unknown ticker {ticker}; served tickers: {served}")
-    return loaded
+    if horizon is not None and horizon not in cache.horizons:
+        served = ", ".join(str(each) for each in cache.horizons)
+        raise HTTPException(
+            404, f"horizon {horizon} is not served; served horizons (sessions ahead): {served}"
+        )
+    champions = cache.of(ticker)
+    # The answer's one-day fields are the shortest horizon's: without it there is no answer. A
+    # longer horizon without a champion (too little history to train it) is left out.
+    needed = horizon if horizon is not None else cache.shortest
+    if needed not in champions:
+        problem = cache.problems.get(horizon_label(ticker, needed), "no champion loaded yet")
+        ahead = "" if needed == 1 else f" {needed} sessions ahead"
+        raise HTTPException(503, f"{ticker} cannot be forecast{ahead}: {problem}")
+    return champions, [needed] if horizon is not None else sorted(champions)
 
 
 def online_features(state: ServingState, ticker: str) -> pd.Series:
@@ -225,23 +284,22 @@ def what_if_features(ticker: str, closes: list[float], as_of: date) -> pd.Series
     return build_features(bars).iloc[-1]
 
 
-def what_if(state: ServingState, ticker: str, loaded: LoadedChampion, closes: list[float]) -> Prepared:
+def what_if(state: ServingState, ticker: str, champions: Champions, closes: list[float]) -> Ready:
+    row = what_if_features(ticker, closes, online_features(state, ticker)["date"].date())
     from stockcast.forecasting.predict import feature_values, make_forecast
 
-    row = what_if_features(ticker, closes, online_features(state, ticker)["date"].date())
-    prepared = Prepared(
-        forecast=make_forecast(ticker, row, loaded.model, loaded.name, loaded.version),
-        features=feature_values(row),
-        fetched_at=time.monotonic(),
-    )
-    broken = prepared.not_finite()
-    if broken:
-        raise HTTPException(
-            422,
-            f"recent_prices: {ticker}'s champion (version {loaded.version}) turns these closes into a "
-            f"forecast that is not a finite number ({', '.join(broken)}); it is neither served nor logged",
+    features = feature_values(row)
+    by_horizon = {}
+    for horizon, loaded in sorted(champions.items()):
+        prepared = Prepared(
+            make_forecast(ticker, row, loaded.model, loaded.name, loaded.version), features, time.monotonic()
         )
-    return prepared
+        broken = prepared.not_finite()
+        if broken:
+            problem = _broken_message(ticker, horizon, loaded, broken, "these closes")
+            raise HTTPException(422, f"recent_prices: {problem}; it is neither served nor logged")
+        by_horizon[horizon] = prepared
+    return Ready(signature(champions), by_horizon, time.monotonic())
 
 
 def _records(prepared: Sequence[Prepared], origin: str) -> list[dict[str, Any]]:
@@ -252,49 +310,59 @@ def _records(prepared: Sequence[Prepared], origin: str) -> list[dict[str, Any]]:
     ]
 
 
-async def serve(state: ServingState, prepared: Sequence[Prepared], origin: str) -> list[ForecastResponse]:
-    """Log the forecasts (one shared commit with whatever else is being served), then answer;
-    a forecast that cannot be logged is not served (503)."""
-    records = _records(prepared, origin)
+Answer = Sequence[Prepared]  # one ticker's answer: its forecasts, the shortest horizon first
+
+
+async def serve(state: ServingState, answers: Sequence[Answer], origin: str) -> list[ForecastResponse]:
+    """Log every forecast of the answers (one shared commit with whatever else is being served),
+    then answer; forecasts that cannot be logged are not served (503)."""
+    records = _records([item for answer in answers for item in answer], origin)
     try:
         await asyncio.wrap_future(state.forecast_log.submit(records))
     except Exception as error:
         raise HTTPException(503, LOG_FAILED) from error
-    return _answers(state, prepared, records, origin)
-
-
-def serve_blocking(state: ServingState, prepared: Sequence[Prepared], origin: str) -> list[ForecastResponse]:
-    """``serve`` for a route that runs in a worker thread."""
-    records = _records(prepared, origin)
-    try:
-        state.forecast_log.submit(records).result()
-    except Exception as error:
-        raise HTTPException(503, LOG_FAILED) from error
-    return _answers(state, prepared, records, origin)
+    return _answers(state, answers, records, origin)
 
 
 def _answers(
-    state: ServingState, prepared: Sequence[Prepared], records: list[dict[str, Any]], origin: str
+    state: ServingState, answers: Sequence[Answer], records: list[dict[str, Any]], origin: str
 ) -> list[ForecastResponse]:
-    answers = []
-    for item, record in zip(prepared, records, strict=True):
-        forecast = item.forecast
-        state.metrics.forecasts.labels(forecast.ticker, forecast.model_version, origin).inc()
-        answers.append(
+    logged = iter(records)
+    responses = []
+    for answer in answers:
+        horizons = [
+            _horizon_answer(state, item.forecast, next(logged)["request_id"], origin) for item in answer
+        ]
+        first, forecast = horizons[0], answer[0].forecast
+        responses.append(
             ForecastResponse(
                 ticker=forecast.ticker,
                 as_of=forecast.as_of,
-                target_date=forecast.target_date,
-                predicted_close=forecast.predicted_close,
-                interval=Interval(lower=forecast.lower, upper=forecast.upper, level=forecast.level),
-                intervals=[
-                    Interval(lower=lower, upper=upper, level=level)
-                    for level, lower, upper in forecast.intervals
-                ],
-                model=ModelRef(
-                    name=forecast.model_name, version=forecast.model_version, kind=forecast.model_kind
-                ),
-                request_id=record["request_id"],
+                horizon=first.horizon,
+                target_date=first.target_date,
+                predicted_close=first.predicted_close,
+                interval=first.interval,
+                intervals=first.intervals,
+                model=first.model,
+                request_id=first.request_id,
+                forecasts=horizons,
             )
         )
-    return answers
+    return responses
+
+
+def _horizon_answer(state: ServingState, forecast: Forecast, request_id: str, origin: str) -> HorizonForecast:
+    state.metrics.forecasts.labels(
+        forecast.ticker, str(forecast.horizon), forecast.model_version, origin
+    ).inc()
+    return HorizonForecast(
+        horizon=forecast.horizon,
+        target_date=forecast.target_date,
+        predicted_close=forecast.predicted_close,
+        interval=Interval(lower=forecast.lower, upper=forecast.upper, level=forecast.level),
+        intervals=[
+            Interval(lower=lower, upper=upper, level=level) for level, lower, upper in forecast.intervals
+        ],
+        model=ModelRef(name=forecast.model_name, version=forecast.model_version, kind=forecast.model_kind),
+        request_id=request_id,
+    )

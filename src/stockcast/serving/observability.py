@@ -39,8 +39,8 @@ class Metrics:
         )
         self.forecasts = Counter(
             "stockcast_forecasts_served_total",
-            "Forecasts answered, by ticker and model version.",
-            ["ticker", "model_version", "origin"],
+            "Forecasts answered, by ticker, horizon (sessions ahead) and model version.",
+            ["ticker", "horizon", "model_version", "origin"],
             registry=self.registry,
         )
         self.model_load_seconds = Histogram(
@@ -51,8 +51,8 @@ class Metrics:
         )
         self.champion_version = Gauge(
             "stockcast_champion_version",
-            "Registry version of the champion each ticker is served with.",
-            ["ticker"],
+            "Registry version of the champion each ticker is served with at each horizon.",
+            ["ticker", "horizon"],
             registry=self.registry,
         )
         self._monitoring: Any = None
@@ -65,7 +65,7 @@ class Metrics:
         from stockcast.monitoring.gauges import MonitoringCollector
 
         self._monitoring = MonitoringCollector(
-            lambda: store().load_monitoring(latest_only=True),
+            lambda: store().load_monitoring(latest_only=True, horizon=None),
             lambda: store().last_forecast_times(),
             deadline_seconds=SCRAPE_READ_SECONDS,
         )

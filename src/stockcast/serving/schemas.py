@@ -44,19 +44,41 @@ class ModelRef(BaseModel):
     kind: str = Field(examples=["ridge"])
 
 
+INTERVALS_DESCRIPTION = (
+    "Equal-tailed conformal intervals at every calibrated level (50, 80, 90% and the configured "
+    "one), narrowest first; each nested in the next."
+)
+
+
+class HorizonForecast(BaseModel):
+    """The forecast of one horizon: the close a number of sessions ahead."""
+
+    horizon: int = Field(examples=[5], description="Sessions of the ticker's exchange ahead of as_of.")
+    target_date: date = Field(description="The session whose close is forecast.")
+    predicted_close: float = Field(examples=[432.4])
+    interval: Interval = Field(description="The configured level's interval.")
+    intervals: list[Interval] = Field(default_factory=list, description=INTERVALS_DESCRIPTION)
+    model: ModelRef
+    request_id: str = Field(description="The forecast log's id of this forecast.")
+
+
 class ForecastResponse(BaseModel):
+    """The forecasts of a ticker at every served horizon (or the one asked for). The fields
+    outside ``forecasts`` describe the first of them, the shortest horizon: one session ahead
+    by default, as before horizons, so clients of the one-day answer keep working."""
+
     ticker: str = Field(examples=["AAPL"])
     as_of: date = Field(description="Date of the bar the features describe.")
+    horizon: int = Field(default=1, examples=[1], description="Sessions ahead of the fields below.")
     target_date: date = Field(description="The session whose close is forecast.")
     predicted_close: float = Field(examples=[430.9])
     interval: Interval = Field(description="The configured level's interval.")
-    intervals: list[Interval] = Field(
-        default_factory=list,
-        description="Equal-tailed conformal intervals at every calibrated level (50, 80, 90% and "
-        "the configured one), narrowest first; each nested in the next.",
-    )
+    intervals: list[Interval] = Field(default_factory=list, description=INTERVALS_DESCRIPTION)
     model: ModelRef
     request_id: str
+    forecasts: list[HorizonForecast] = Field(
+        default_factory=list, description="Every horizon answered, shortest first; each one logged."
+    )
 
 
 # What a posted close may be, in the ticker's own currency: from sub-penny shares to well past
@@ -70,8 +92,12 @@ PRICE_RANGE = f"{MIN_PRICE:.6f} to {MAX_PRICE:,.0f}"
 Price = Annotated[float, Field(ge=MIN_PRICE, le=MAX_PRICE, allow_inf_nan=False)]
 
 
+HORIZON_QUERY = "Sessions ahead: one of the served horizons (STOCKCAST_HORIZONS); every one when omitted."
+
+
 class ForecastRequest(BaseModel):
     ticker: str = Field(examples=["AAPL"], min_length=1, max_length=32)
+    horizon: int | None = Field(default=None, ge=1, le=60, description=HORIZON_QUERY)
     recent_prices: list[Price] | None = Field(
         default=None,
         min_length=MIN_HISTORY,
@@ -98,6 +124,7 @@ class ForecastRequest(BaseModel):
 
 class BatchRequest(BaseModel):
     tickers: list[str] = Field(min_length=1, examples=[["AAPL", "MSFT"]])
+    horizon: int | None = Field(default=None, ge=1, le=60, description=HORIZON_QUERY)
 
 
 class BatchItem(BaseModel):
@@ -124,6 +151,7 @@ class LoggedForecast(BaseModel):
     request_id: str
     ticker: str
     as_of: date
+    horizon: int = Field(default=1, description="Sessions ahead of as_of.")
     target_date: date
     predicted_close: float
     lower: float
@@ -205,13 +233,23 @@ class DecisionSummary(BaseModel):
     alpha: float | None = None
 
 
-class TickerModels(BaseModel):
+class HorizonModels(BaseModel):
     ticker: str
+    horizon: int = Field(default=1, description="Sessions ahead these models forecast.")
     champion: VersionSummary | None
     challenger: VersionSummary | None = None
     served_version: str | None = Field(default=None, description="The version this API process answers with.")
     decisions: list[DecisionSummary] = Field(
         default_factory=list, description="The latest decisions, newest first."
+    )
+
+
+class TickerModels(HorizonModels):
+    """A ticker's models: the top-level fields are the shortest served horizon's (or the one
+    asked for), ``horizons`` has each one's."""
+
+    horizons: list[HorizonModels] = Field(
+        default_factory=list, description="Per served horizon, shortest first."
     )
 
 
@@ -225,6 +263,7 @@ class MonitoringDay(BaseModel):
 
 class TickerMonitoring(BaseModel):
     ticker: str
+    horizon: int = Field(default=1, description="Sessions ahead of the champion judged.")
     as_of: date
     status: str = Field(
         examples=["watch"], description="ok, watch, drift or unknown (too few scored forecasts)"
@@ -254,6 +293,7 @@ class TickerMonitoring(BaseModel):
 
 class RollbackResponse(BaseModel):
     ticker: str
+    horizon: int = 1
     champion_version: str
     reason: str
 

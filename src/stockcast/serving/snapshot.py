@@ -22,13 +22,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
-FORMAT = 1
+FORMAT = 2  # 2: champions and forecasts per horizon
 
 
 class _Champions(Protocol):
-    def all(self) -> dict[str, Any]: ...
+    def all(self) -> dict[tuple[str, int], Any]: ...
 
-    def adopt(self, champions: dict[str, Any]) -> None: ...
+    def adopt(self, champions: dict[tuple[str, int], Any]) -> None: ...
+
+    def signature(self, ticker: str) -> tuple[tuple[int, str], ...]: ...
 
 
 class Serving(Protocol):
@@ -83,14 +85,17 @@ def restore(state: Serving, path: Path) -> bool:
     if state.forecasts is not None:
         state.forecasts.adopt(
             {
-                key: entry
-                for key, entry in forecasts.items()
-                if key[0] in adopted and adopted[key[0]].version == key[1]
+                ticker: entry
+                for ticker, entry in forecasts.items()
+                if entry.versions == state.champions.signature(ticker)
             }
         )
     log.info(
         "serving restored from %s: %s",
         path,
-        ", ".join(f"{ticker} v{loaded.version}" for ticker, loaded in adopted.items()),
+        ", ".join(
+            f"{ticker} v{loaded.version}" + ("" if horizon == 1 else f" (+{horizon})")
+            for (ticker, horizon), loaded in adopted.items()
+        ),
     )
     return True

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stockcast.horizons import horizon_label
 from stockcast.serving.observability import Metrics
 from stockcast.serving.security import ApiKeys
 
@@ -31,12 +32,15 @@ class ServedModel:
     kind: str
     interval_bounds: dict[float, tuple[float, float]]
     level: float
+    horizon: int = 1  # sessions ahead (snapshots written before horizons read 1 from here)
 
     @classmethod
     def of(cls, packaged: Any) -> ServedModel:
-        from stockcast.registry.pyfunc_model import bounds_of
+        from stockcast.registry.pyfunc_model import bounds_of, horizon_of
 
-        return cls(packaged.forecaster, packaged.kind, bounds_of(packaged), packaged.level)
+        return cls(
+            packaged.forecaster, packaged.kind, bounds_of(packaged), packaged.level, horizon_of(packaged)
+        )
 
 
 @dataclass(frozen=True)
@@ -45,72 +49,111 @@ class LoadedChampion:
     version: str
     model: ServedModel
 
+    @property
+    def horizon(self) -> int:
+        return int(getattr(self.model, "horizon", 1))
+
+
+def signature(champions: dict[int, LoadedChampion]) -> tuple[tuple[int, str], ...]:
+    """What a ticker's forecasts are made with: (horizon, version) of each of its champions."""
+    return tuple((horizon, loaded.version) for horizon, loaded in sorted(champions.items()))
+
 
 class ChampionCache:
-    """The champions one process serves, loaded from the registry and reloaded when an alias
-    moves."""
+    """The champions one process serves, one per ticker and configured horizon, loaded from the
+    registry and reloaded when an alias moves."""
 
-    def __init__(self, context: Any, tickers: list[str], metrics: Metrics):
+    def __init__(self, context: Any, tickers: list[str], metrics: Metrics, horizons: list[int] | None = None):
         self.context = context
         self.tickers = tickers
+        self.horizons = sorted(horizons or [1])
         self.metrics = metrics
-        self._champions: dict[str, LoadedChampion] = {}
+        self._champions: dict[tuple[str, int], LoadedChampion] = {}
         self.problems: dict[str, str] = {}
         self.verified = False  # the registry has been asked at least once
         self._lock = threading.Lock()
 
-    def adopt(self, champions: dict[str, LoadedChampion]) -> None:
+    @property
+    def shortest(self) -> int:
+        """The horizon of the one-day fields of an answer."""
+        return self.horizons[0]
+
+    def adopt(self, champions: dict[tuple[str, int], LoadedChampion]) -> None:
         """Serve these (from a snapshot) until ``refresh`` has asked the registry."""
         with self._lock:
-            self._champions = {ticker: champions[ticker] for ticker in self.tickers if ticker in champions}
-            for ticker, loaded in self._champions.items():
-                self.metrics.champion_version.labels(ticker).set(float(loaded.version))
+            self._champions = {
+                (ticker, horizon): champions[(ticker, horizon)]
+                for ticker in self.tickers
+                for horizon in self.horizons
+                if (ticker, horizon) in champions
+            }
+            for (ticker, horizon), loaded in self._champions.items():
+                self.metrics.champion_version.labels(ticker, str(horizon)).set(float(loaded.version))
 
-    def all(self) -> dict[str, LoadedChampion]:
+    def all(self) -> dict[tuple[str, int], LoadedChampion]:
         return dict(self._champions)
 
-    def get(self, ticker: str) -> LoadedChampion | None:
-        return self._champions.get(ticker)
+    def get(self, ticker: str, horizon: int | None = None) -> LoadedChampion | None:
+        """The champion of ``ticker`` at ``horizon`` (the shortest configured one when None)."""
+        return self._champions.get((ticker, self.shortest if horizon is None else horizon))
+
+    def of(self, ticker: str) -> dict[int, LoadedChampion]:
+        """Every loaded champion of a ticker, by horizon, shortest first."""
+        champions = self._champions
+        return {
+            horizon: champions[(ticker, horizon)]
+            for horizon in self.horizons
+            if (ticker, horizon) in champions
+        }
+
+    def signature(self, ticker: str) -> tuple[tuple[int, str], ...]:
+        return signature(self.of(ticker))
 
     def versions(self) -> dict[str, str]:
-        return {ticker: loaded.version for ticker, loaded in self._champions.items()}
+        """The version each ticker is served with at the shortest horizon."""
+        return {
+            ticker: loaded.version
+            for (ticker, horizon), loaded in self._champions.items()
+            if horizon == self.shortest
+        }
 
     def refresh(self) -> list[str]:
         """Load every champion whose alias moved since the last look; returns the tickers
-        that changed. A ticker whose model cannot be loaded keeps serving its previous one
-        and is reported."""
+        that changed (``AAPL +5`` for a longer horizon). A model that cannot be loaded keeps
+        serving its previous one and is reported."""
         changed = []
         with self._lock:
             for ticker in self.tickers:
-                try:
-                    champion = self.context.registry.champion(ticker)
-                except Exception as error:
-                    self.problems[ticker] = f"registry unreachable: {error}"
-                    continue
-                if champion is None:
-                    self.problems[ticker] = "no champion in the registry"
-                    continue
-                current = self._champions.get(ticker)
-                if current is not None and current.version == champion.version:
-                    continue
-                start = time.perf_counter()
-                try:
-                    model = ServedModel.of(self.context.registry.load(ticker, champion.version))
-                except Exception as error:
-                    self.problems[ticker] = f"champion v{champion.version} failed to load: {error}"
-                    continue
-                self.metrics.model_load_seconds.observe(time.perf_counter() - start)
-                self._champions = {
-                    **self._champions,
-                    ticker: LoadedChampion(champion.name, champion.version, model),
-                }
-                self.metrics.champion_version.labels(ticker).set(float(champion.version))
-                self.problems.pop(ticker, None)
-                changed.append(ticker)
+                for horizon in self.horizons:
+                    label = horizon_label(ticker, horizon)
+                    try:
+                        champion = self.context.registry.champion(ticker, horizon)
+                    except Exception as error:
+                        self.problems[label] = f"registry unreachable: {error}"
+                        continue
+                    if champion is None:
+                        self.problems[label] = "no champion in the registry"
+                        continue
+                    current = self._champions.get((ticker, horizon))
+                    if current is not None and current.version == champion.version:
+                        continue
+                    start = time.perf_counter()
+                    try:
+                        model = ServedModel.of(self.context.registry.load(ticker, champion.version, horizon))
+                    except Exception as error:
+                        self.problems[label] = f"champion v{champion.version} failed to load: {error}"
+                        continue
+                    self.metrics.model_load_seconds.observe(time.perf_counter() - start)
+                    self._champions = {
+                        **self._champions,
+                        (ticker, horizon): LoadedChampion(champion.name, champion.version, model),
+                    }
+                    self.metrics.champion_version.labels(ticker, str(horizon)).set(float(champion.version))
+                    self.problems.pop(label, None)
+                    changed.append(label)
             self.verified = True
         if changed:
-            described = ", ".join(f"{ticker} v{self._champions[ticker].version}" for ticker in changed)
-            log.info("champions loaded: %s", described)
+            log.info("champions loaded: %s", ", ".join(changed))
         return changed
 
 
@@ -138,10 +181,10 @@ class ServingState:
         for ticker in self.champions.tickers:
             calendar_for(ticker)
         for ticker in self.champions.tickers:
-            loaded = self.champions.get(ticker)
-            if loaded is not None and self.forecasts is not None:
+            champions = self.champions.of(ticker)
+            if champions and self.forecasts is not None:
                 try:
-                    self.forecasts.compute(ticker, loaded)
+                    self.forecasts.compute(ticker, champions)
                 except Exception as error:
                     log.info("no forecast of %s at start: %s", ticker, getattr(error, "detail", error))
         if self.forecasts is not None:

@@ -295,6 +295,7 @@ class Store:
             if isinstance(row["features"], dict):
                 row["features"] = json.dumps(row["features"], sort_keys=True)
             row["created_at"] = row["created_at"] or datetime.now(UTC)
+            row["horizon"] = row["horizon"] or 1
             rows.append(row)
         statement = _upsert(self.engine.dialect.name, forecasts, rows, ["request_id"], update=False)
         # RETURNING yields only the rows inserted (a conflicting request id returns nothing),
@@ -313,10 +314,14 @@ class Store:
         end: date | None = None,
         limit: int | None = None,
         offset: int = 0,
+        horizon: int | None = None,
     ) -> pd.DataFrame:
+        """Logged forecasts by target date (of every horizon unless one is given)."""
         conditions = []
         if ticker is not None:
             conditions.append(forecasts.c.ticker == ticker)
+        if horizon is not None:
+            conditions.append(forecasts.c.horizon == horizon)
         if start is not None:
             conditions.append(forecasts.c.target_date >= start)
         if end is not None:
@@ -401,22 +406,32 @@ class Store:
 
     # -- monitoring -------------------------------------------------------------------------
     def upsert_monitoring(self, rows: Sequence[dict[str, Any]]) -> None:
-        """One row per ticker and day; a rerun of the same day replaces it."""
+        """One row per ticker, horizon and day; a rerun of the same day replaces it."""
         if not rows:
             return
         clean = [{key: row.get(key) for key in MONITORING_COLUMNS} for row in rows]
-        statement = _upsert(self.engine.dialect.name, monitoring, clean, ["ticker", "as_of"], update=True)
+        for row in clean:
+            row["horizon"] = row["horizon"] or 1
+        keys = ["ticker", "horizon", "as_of"]
+        statement = _upsert(self.engine.dialect.name, monitoring, clean, keys, update=True)
         with self._writing() as connection:
             connection.execute(statement, clean)
 
-    def load_monitoring(self, ticker: str | None = None, latest_only: bool = False) -> pd.DataFrame:
-        query = select(monitoring).order_by(monitoring.c.ticker, monitoring.c.as_of)
+    def load_monitoring(
+        self, ticker: str | None = None, latest_only: bool = False, horizon: int | None = 1
+    ) -> pd.DataFrame:
+        """Verdicts by ticker and day, at one horizon (the one-session one by default; every
+        horizon when None, ordered by ticker, horizon and day). ``latest_only``: the newest of
+        each ticker and horizon."""
+        query = select(monitoring).order_by(monitoring.c.ticker, monitoring.c.horizon, monitoring.c.as_of)
         if ticker is not None:
             query = query.where(monitoring.c.ticker == ticker)
+        if horizon is not None:
+            query = query.where(monitoring.c.horizon == horizon)
         with self._reading() as connection:
             frame = pd.DataFrame(connection.execute(query).fetchall(), columns=MONITORING_COLUMNS)
         if latest_only and not frame.empty:
-            frame = frame.groupby("ticker", as_index=False).tail(1).reset_index(drop=True)
+            frame = frame.groupby(["ticker", "horizon"], as_index=False).tail(1).reset_index(drop=True)
         return frame
 
     # -- promotion history -------------------------------------------------------------------
@@ -424,13 +439,18 @@ class Store:
         row = {key: decision.get(key) for key in PROMOTION_COLUMNS if key != "id"}
         row["decided_at"] = row["decided_at"] or datetime.now(UTC)
         row["forced"] = bool(row["forced"])
+        row["horizon"] = row["horizon"] or 1
         with self._writing() as connection:
             connection.execute(promotions.insert(), [row])
 
-    def load_decisions(self, ticker: str | None = None) -> pd.DataFrame:
+    def load_decisions(self, ticker: str | None = None, horizon: int | None = 1) -> pd.DataFrame:
+        """The gate's decisions, oldest first, about one horizon's champions (the one-session
+        one by default; every horizon when None)."""
         query = select(promotions).order_by(promotions.c.decided_at, promotions.c.id)
         if ticker is not None:
             query = query.where(promotions.c.ticker == ticker)
+        if horizon is not None:
+            query = query.where(promotions.c.horizon == horizon)
         with self._reading() as connection:
             return pd.DataFrame(connection.execute(query).fetchall(), columns=PROMOTION_COLUMNS)
 
@@ -447,7 +467,7 @@ class Store:
 
     def monitoring_changed_since(self, since: datetime | None) -> pd.DataFrame:
         """Monitoring rows computed at or after ``since`` (all when None)."""
-        query = select(monitoring).order_by(monitoring.c.ticker, monitoring.c.as_of)
+        query = select(monitoring).order_by(monitoring.c.ticker, monitoring.c.horizon, monitoring.c.as_of)
         if since is not None:
             query = query.where(monitoring.c.computed_at >= since)
         with self._reading() as connection:

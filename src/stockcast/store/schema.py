@@ -71,7 +71,11 @@ forecasts = Table(
     Column("naive_error", Float),
     Column("adjustment", Float),
     Column("evaluated_at", DateTime(timezone=True)),
+    # Sessions ahead: ``target_date`` is that many sessions of the ticker's exchange after
+    # ``as_of`` (migration 0009; every earlier row is one session ahead).
+    Column("horizon", Integer, nullable=False, server_default="1"),
     Index("ix_forecasts_ticker_target", "ticker", "target_date"),
+    Index("ix_forecasts_ticker_horizon_asof", "ticker", "horizon", "as_of"),
     Index("ix_forecasts_open", "ticker", "actual_close"),
 )
 
@@ -112,6 +116,8 @@ promotions = Table(
     # 0007): the decision was planned, gated and applied inside [lease_acquired_at, decided_at].
     Column("decided_by", String(255)),
     Column("lease_acquired_at", DateTime(timezone=True)),
+    # The horizon whose champion the decision is about (migration 0009).
+    Column("horizon", Integer, nullable=False, server_default="1"),
     Index("ix_promotions_ticker_decided", "ticker", "decided_at"),
 )
 
@@ -137,12 +143,14 @@ jobs = Table(
     Index("ix_jobs_status_heartbeat", "status", "heartbeat_at"),
 )
 
-# What `stockcast monitor` found for a ticker on a day: rolling error against the champion's
-# backtest, coverage, direction, data drift and the verdict; one row per ticker and day.
+# What `stockcast monitor` found for a ticker's champion at one horizon on a day: rolling error
+# against its backtest, coverage, direction, data drift and the verdict; one row per ticker,
+# horizon and day (horizon in the key since migration 0009).
 monitoring = Table(
     "monitoring",
     metadata,
     Column("ticker", String(32), primary_key=True),
+    Column("horizon", Integer, primary_key=True, server_default="1"),
     Column("as_of", Date, primary_key=True),
     Column("model_version", String(64)),
     Column("evaluated", Integer, nullable=False),

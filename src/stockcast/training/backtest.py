@@ -1,14 +1,17 @@
 """Walk-forward backtests: one code path for every candidate, never fitting on the future.
 
-For an origin day ``t`` (forecasting the close of the next session) a model is fitted only on
-rows dated before ``t``: the last of those has its label, the close of ``t``, known by then.
-Models are refitted every ``refit_every_days`` origins (the cutoff of each window), on an
-expanding or a rolling window of history.
+At horizon ``h`` the label of the row dated ``s`` is the close ``h`` sessions after ``s``, so
+it is known from that session on. For an origin day ``t`` a model is fitted only on rows whose
+label is known at ``t``: rows dated ``h`` sessions before ``t`` or earlier (at ``h`` = 1, the
+rows before ``t``). Models are refitted every ``refit_every_days`` origins (the cutoff of each
+window), on an expanding or a rolling window of history; every origin of a window forecasts
+with the model of its cutoff, whose labels all end by the cutoff.
 
 Prediction intervals are split-conformal, equal-tailed and online: at each level (50, 80, 90%
 and the configured one) the bounds at an origin are two order statistics of the signed,
-volatility-scaled out-of-sample errors of the origins before it, times that origin's
-volatility (see ``intervals.py``). A warm-up stretch of ``calibration_days`` origins before the
+volatility-scaled out-of-sample errors of the earlier origins whose outcome is known by then
+(at horizon ``h``, those ``h`` or more sessions before it), times that origin's volatility
+(see ``intervals.py``). A warm-up stretch of ``calibration_days`` origins before the
 scored window supplies the first errors and is not scored. Scale-free scores (RMSSE, MSIS,
 scaled pinball loss) divide by the naive forecast's in-sample one-step error over the training
 window of the first scored origin.
@@ -55,21 +58,32 @@ class BacktestConfig:
     train_window_days: int | None = 1000
     calibration_days: int = 60
     level: float = 0.9
+    horizon: int = 1  # sessions ahead; ``rows`` carry that horizon's label in TARGET_COLUMN
 
     @property
     def rows_needed(self) -> int:
-        return self.min_train_days + self.calibration_days + self.test_days
+        return self.min_train_days + self.horizon - 1 + self.calibration_days + self.test_days
 
 
-def _training_slice(rows: pd.DataFrame, cutoff: int, window: int | None) -> pd.DataFrame:
-    start = 0 if window is None else max(0, cutoff - window)
-    return rows.iloc[start:cutoff]
+def _training_slice(rows: pd.DataFrame, end: int, window: int | None) -> pd.DataFrame:
+    """The ``window`` rows before index ``end`` (all of them when None)."""
+    start = 0 if window is None else max(0, end - window)
+    return rows.iloc[start:end]
 
 
-def fit_on_history(spec: ModelSpec, rows: pd.DataFrame, window: int | None, seed: int = 0) -> Forecaster:
-    """Fit a candidate on the most recent ``window`` labelled rows (all when None)."""
+def labels_known_by(cutoff: int, horizon: int) -> int:
+    """The end (exclusive) of the rows whose label is known at the origin of row ``cutoff``:
+    row ``i``'s label is the close of row ``i + horizon``, so ``i + horizon <= cutoff``."""
+    return cutoff - horizon + 1
+
+
+def fit_on_history(
+    spec: ModelSpec, rows: pd.DataFrame, window: int | None, seed: int = 0, horizon: int = 1
+) -> Forecaster:
+    """Fit a candidate on the most recent ``window`` labelled rows (all when None): every label
+    of ``rows`` is known at the newest bar, the origin the fitted model forecasts from."""
     train = _training_slice(rows, len(rows), window)
-    return make_forecaster(spec, seed).fit(train[FEATURE_COLUMNS], train[TARGET_COLUMN])
+    return make_forecaster(spec, seed, horizon).fit(train[FEATURE_COLUMNS], train[TARGET_COLUMN])
 
 
 def walk_forward(
@@ -86,10 +100,12 @@ def walk_forward(
     """
     rows = rows.reset_index(drop=True)
     count = len(rows)
+    horizon = config.horizon
     if count < config.rows_needed:
+        gap = f", {horizon - 1} between training and its first origin" if horizon > 1 else ""
         raise NotEnoughHistoryError(
             f"{count} labelled days, the backtest needs {config.rows_needed} "
-            f"({config.min_train_days} to train, {config.calibration_days} to calibrate, "
+            f"({config.min_train_days} to train{gap}, {config.calibration_days} to calibrate, "
             f"{config.test_days} to score)"
         )
     first_origin = count - config.test_days - config.calibration_days
@@ -97,8 +113,8 @@ def walk_forward(
     cutoffs = np.empty(count - first_origin, dtype="datetime64[ns]")
     model: Forecaster | None = None
     for cutoff in range(first_origin, count, config.refit_every_days):
-        train = _training_slice(rows, cutoff, config.train_window_days)
-        model = make_forecaster(spec, seed).fit(train[FEATURE_COLUMNS], train[TARGET_COLUMN])
+        train = _training_slice(rows, labels_known_by(cutoff, horizon), config.train_window_days)
+        model = make_forecaster(spec, seed, horizon).fit(train[FEATURE_COLUMNS], train[TARGET_COLUMN])
         block = rows.iloc[cutoff : cutoff + config.refit_every_days]
         predicted[cutoff - first_origin : cutoff - first_origin + len(block)] = model.predict(block)
         cutoffs[cutoff - first_origin : cutoff - first_origin + len(block)] = rows["date"].iloc[cutoff]
@@ -114,8 +130,8 @@ def walk_forward(
     scale = interval_scale(origins)
     scores = (actual_log_return - predicted) / scale
     levels = interval_levels(config.level)
-    # Each origin's bounds use only the scores of origins before it.
-    online = online_equal_tailed(scores, levels)
+    # Each origin's bounds use only the scores of origins whose outcome it has seen.
+    online = online_equal_tailed(scores, levels, delay=horizon)
 
     close = origins["close"].to_numpy(float)
     columns: dict[str, Any] = {
@@ -139,9 +155,10 @@ def walk_forward(
     return BacktestResult(
         spec=spec,
         forecasts=scored,
-        metrics=score_forecasts(scored, levels, insample_mse, insample_mae),
+        metrics=score_forecasts(scored, levels, insample_mse, insample_mae, horizon),
         interval_bounds={level: equal_tailed_quantiles(scores, level) for level in levels},
         feature_importances=importances,
+        horizon=horizon,
     )
 
 
@@ -155,12 +172,14 @@ def backtest_candidates(
 def _short_history_config(rows: pd.DataFrame, config: BacktestConfig) -> BacktestConfig:
     calibration = max(len(rows) // 3, 20)
     return BacktestConfig(
-        test_days=len(rows) - calibration,
+        # The first origin's model needs no training rows (naive), only the gap's.
+        test_days=len(rows) - calibration - (config.horizon - 1),
         refit_every_days=len(rows),
         min_train_days=0,
         train_window_days=None,
         calibration_days=calibration,
         level=config.level,
+        horizon=config.horizon,
     )
 
 
@@ -181,16 +200,18 @@ def run_backtests(
         return backtest_candidates(rows, [naive], _short_history_config(rows, config), seed)
 
 
-def common_window(results: dict[str, BacktestResult], horizon: int = 1) -> GateWindow:
-    """Every candidate's forecasts on the window they share, as the promotion gate reads it."""
-    first = next(iter(results.values())).forecasts
+def common_window(results: dict[str, BacktestResult]) -> GateWindow:
+    """Every candidate's forecasts on the window they share, as the promotion gate reads it
+    (with their horizon: the gate's tests use a HAC variance over h-1 lags)."""
+    any_result = next(iter(results.values()))
+    first = any_result.forecasts
     return GateWindow(
         actual=first["actual_close"].to_numpy(float),
         naive=first["naive_close"].to_numpy(float),
         forecasts={
             key: result.forecasts["predicted_close"].to_numpy(float) for key, result in results.items()
         },
-        horizon=horizon,
+        horizon=any_result.horizon,
         start=first["date"].iloc[0].date(),
         end=first["date"].iloc[-1].date(),
     )

@@ -3,12 +3,13 @@ up against the naive forecast. Reads bars from a source and writes nothing to th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pandas as pd
 
-from stockcast.features.build import build_features
+from stockcast.features.build import build_features, for_horizon
 from stockcast.features.offline import training_rows
 from stockcast.modeling.specs import ModelSpec
 from stockcast.training.backtest import BacktestConfig, NotEnoughHistoryError, backtest_candidates
@@ -24,38 +25,46 @@ def evaluate_candidates(
     config: BacktestConfig,
     seed: int = 0,
     step: Callable[[str], None] = lambda _: None,
+    horizons: Sequence[int] = (1,),
 ) -> pd.DataFrame:
-    """One row per (ticker, candidate) with its backtest metrics on the common window."""
+    """One row per (ticker, horizon, candidate) with its backtest metrics on the horizon's
+    common window (each horizon with its own labels and the gap it needs)."""
     features = build_features(bars[bars["ticker"].isin(tickers)])
     records = []
     for ticker in tickers:
         step(f"backtesting {ticker}")
-        rows = training_rows(features, ticker)
-        try:
-            results = backtest_candidates(rows, specs, config, seed)
-        except NotEnoughHistoryError:
-            continue
-        for result in results.values():
-            window = result.forecasts["date"]
-            records.append(
-                {
-                    "ticker": ticker,
-                    "candidate": result.spec.kind,
-                    "window_start": window.iloc[0].date(),
-                    "window_end": window.iloc[-1].date(),
-                    **result.metrics,
-                }
-            )
+        labelled = training_rows(features, ticker, horizons)
+        for horizon in horizons:
+            try:
+                results = backtest_candidates(
+                    for_horizon(labelled, horizon), specs, replace(config, horizon=horizon), seed
+                )
+            except NotEnoughHistoryError:
+                continue
+            for result in results.values():
+                window = result.forecasts["date"]
+                records.append(
+                    {
+                        "ticker": ticker,
+                        "horizon": horizon,
+                        "candidate": result.spec.kind,
+                        "window_start": window.iloc[0].date(),
+                        "window_end": window.iloc[-1].date(),
+                        **result.metrics,
+                    }
+                )
     return pd.DataFrame.from_records(records)
 
 
 def summarize(per_ticker: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """Per candidate: RMSE relative to naive (median and mean over tickers), share of tickers
+    """Per horizon and candidate (indexed by both): RMSE relative to naive (median and mean over tickers), share of tickers
     where it beats naive, RMSSE and MSIS (scale-free, so they average across tickers),
     directional accuracy and the share of tickers where Pesaran-Timmermann finds it better than
     the base rate, and interval coverage at each level (means)."""
     frame = per_ticker.assign(rmse_ratio=per_ticker["rmse"] / per_ticker["naive_rmse"])
-    grouped = frame.groupby("candidate", sort=False)
+    if "horizon" not in frame:
+        frame = frame.assign(horizon=1)
+    grouped = frame.groupby(["horizon", "candidate"], sort=False)
     columns = {
         "median_rmse_vs_naive": grouped["rmse_ratio"].median(),
         "mean_rmse_vs_naive": grouped["rmse_ratio"].mean(),
@@ -78,7 +87,8 @@ def summarize(per_ticker: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     for level in ("50", "80"):
         if f"coverage_{level}" in frame:
             columns[f"coverage_{level}"] = grouped[f"coverage_{level}"].mean()
-    return pd.DataFrame(columns).sort_values("median_rmse_vs_naive")
+    table = pd.DataFrame(columns).reset_index()
+    return table.sort_values(["horizon", "median_rmse_vs_naive"]).set_index(["horizon", "candidate"])
 
 
 def _percent(value: float) -> str:
@@ -101,20 +111,21 @@ def render_markdown(
         f"Walk-forward backtest of every candidate on {int(summary['tickers'].max())} tickers from `{source}`: "
         f"{config.test_days} scored sessions per ticker ({window_start} to {window_end}), refit every "
         f"{config.refit_every_days} sessions on a {config.train_window_days or 'expanding'}-session window, "
-        f"equal-tailed split-conformal intervals. Produced by `make evaluate` on "
+        f"equal-tailed split-conformal intervals; a direct model per horizon (sessions ahead), its "
+        f"training rows ending that many sessions before each origin. Produced by `make evaluate` on "
         f"{datetime.now(UTC):%Y-%m-%d}.",
         "",
-        "| candidate | RMSE / naive (median) | RMSE / naive (mean) | beats naive on | RMSSE (median) "
+        "| ahead | candidate | RMSE / naive (median) | RMSE / naive (mean) | beats naive on | RMSSE (median) "
         "| MSIS 90% (mean) | directional accuracy | direction beats base rate (PT, 5%) "
         "| coverage 50 / 80 / 90% |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for candidate, row in summary.iterrows():
+    for (horizon, candidate), row in summary.iterrows():
         coverage = " / ".join(
             _percent(row.get(f"coverage_{level}", float("nan"))) for level in ("50", "80", "90")
         )
         lines.append(
-            f"| {candidate} | {row['median_rmse_vs_naive']:.4f} | {row['mean_rmse_vs_naive']:.4f} | "
+            f"| {horizon} | {candidate} | {row['median_rmse_vs_naive']:.4f} | {row['mean_rmse_vs_naive']:.4f} | "
             f"{row['beats_naive_share']:.0%} of tickers | {_ratio(row.get('median_rmsse', float('nan')))} | "
             f"{_ratio(row.get('mean_msis_90', float('nan')))} | {_percent(row['directional_accuracy'])} | "
             f"{_share(row.get('direction_significant_share', float('nan')))} | {coverage} |"
@@ -124,8 +135,9 @@ def render_markdown(
         "Below 1 beats tomorrow = today. RMSSE divides by the in-sample naive one-step RMSE (M5) and MSIS",
         "the interval score by the in-sample naive MAE (M4), so both average across tickers; lower is",
         "better. Directional accuracy counts the days a model called a move (the naive forecast calls",
-        "none); Pesaran-Timmermann tests it against the base rate of up days, not against 50%. A",
-        "candidate that beats naive here by a small margin has not yet shown an edge: see the gate audit.",
+        "none); Pesaran-Timmermann tests it against the base rate of up days, not against 50% (at h > 1",
+        "on every h-th origin, whose outcomes share no session). A candidate that beats naive here by a",
+        "small margin has not yet shown an edge: see the gate audit.",
     ]
     return "\n".join(lines) + "\n"
 

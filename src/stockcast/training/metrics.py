@@ -52,10 +52,15 @@ def score_forecasts(
     levels: Sequence[float] = (),
     insample_mse: float = float("nan"),
     insample_mae: float = float("nan"),
+    horizon: int = 1,
 ) -> dict[str, float]:
     """Metrics of a frame with ``close`` (at the origin), ``actual_close``, ``predicted_close``,
     ``naive_close``, ``lower`` and ``upper`` (the configured level), and ``lower_{k}`` /
-    ``upper_{k}`` for each of ``levels``; the in-sample naive scales make the scale-free ones."""
+    ``upper_{k}`` for each of ``levels``; the in-sample naive scales make the scale-free ones.
+
+    At horizon h > 1 consecutive outcomes overlap (they share h - 1 daily moves), so the
+    direction test reads every h-th origin only: outcomes that share no day, as its
+    independence assumption needs. The point figures use every origin."""
     from stockcast.modeling.significance import pesaran_timmermann
 
     actual = frame["actual_close"].to_numpy(float)
@@ -63,7 +68,8 @@ def score_forecasts(
     last_close = frame["close"].to_numpy(float)
     naive_rmse = rmse(actual, frame["naive_close"].to_numpy(float))
     model_rmse = rmse(actual, predicted)
-    direction = pesaran_timmermann(predicted - last_close, actual - last_close)
+    apart = slice(None, None, horizon)  # non-overlapping outcomes
+    direction = pesaran_timmermann(predicted[apart] - last_close[apart], actual[apart] - last_close[apart])
     scores = {
         "mae": mae(actual, predicted),
         "rmse": model_rmse,

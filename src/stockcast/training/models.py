@@ -1,7 +1,8 @@
 """Candidate forecasters behind one small interface.
 
-Every candidate predicts the next session's log return from the feature row of today; the
-price forecast is ``close * exp(predicted log return)``. Models that learn returns, not price
+Every candidate predicts the log return over the next ``h`` sessions (its horizon) from the
+feature row of today, one model per horizon (direct forecasting); the price forecast is
+``close * exp(predicted log return)``. Models that learn returns, not price
 levels, can be used on any price level, which trees could not extrapolate to.
 """
 
@@ -25,7 +26,7 @@ class Forecaster(Protocol):
 
 
 class NaiveForecaster:
-    """Tomorrow's close is today's close: the random walk every model must beat."""
+    """The close h sessions ahead is today's close: the random walk every model must beat."""
 
     kind = "naive"
 
@@ -37,7 +38,8 @@ class NaiveForecaster:
 
 
 class DriftForecaster:
-    """Random walk with drift: tomorrow's log return is the average of the training window's."""
+    """Random walk with drift: the log return over the horizon is the average of the training
+    window's returns over as many sessions."""
 
     kind = "drift"
 
@@ -63,13 +65,17 @@ class ArimaForecaster:
     Forecasts use the model's autoregressive form truncated at ten lags, read from the feature
     row's own return history, so the packaged model needs no state beyond its coefficients
     and the backtest scores exactly what is served. For an invertible ARMA the weights decay
-    geometrically; the truncation error is far below the noise.
+    geometrically; the truncation error is far below the noise. At horizon h the model is still
+    fitted on daily returns (the h-session labels overlap and are no ARMA series): the forecast
+    is the sum of the next h daily forecasts, each feeding the ones after it (iterated, the
+    textbook multi-step ARIMA forecast).
     """
 
     kind = "arima"
 
-    def __init__(self, p: int = 1, q: int = 1):
+    def __init__(self, p: int = 1, q: int = 1, horizon: int = 1):
         self.order = (p, 0, q)
+        self.horizon = horizon
         self.mean = 0.0
         self.weights = np.zeros(DAILY_LAGS)
 
@@ -79,7 +85,10 @@ class ArimaForecaster:
         from stockcast.training.arma import fit_arma
 
         p, _, q = self.order
-        fitted = fit_arma(target.to_numpy(float), p, q)
+        # At one session the labels are the daily returns themselves; at more, each training
+        # row's own return of the day (``log_ret_1``) is the series, its labels overlapping.
+        series = target if getattr(self, "horizon", 1) == 1 else features["log_ret_1"]
+        fitted = fit_arma(series.to_numpy(float), p, q)
         self.mean = fitted.mean
         ar_polynomial = np.r_[1.0, -fitted.ar]
         ma_polynomial = np.r_[1.0, fitted.ma]
@@ -91,7 +100,12 @@ class ArimaForecaster:
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         history = features[RETURN_HISTORY_COLUMNS].to_numpy(float) - self.mean
-        return np.asarray(self.mean + history @ self.weights)
+        total = np.zeros(len(history))
+        for _ in range(getattr(self, "horizon", 1)):  # models pickled before horizons: one step
+            step = history @ self.weights
+            total += self.mean + step
+            history = np.column_stack([step, history[:, :-1]])
+        return total
 
 
 class SklearnForecaster:
@@ -157,13 +171,15 @@ def default_spec(kind: str) -> ModelSpec:
     return ModelSpec(kind, dict(DEFAULT_PARAMS[kind]))
 
 
-def make_forecaster(spec: ModelSpec, seed: int = 0) -> Forecaster:
+def make_forecaster(spec: ModelSpec, seed: int = 0, horizon: int = 1) -> Forecaster:
+    """A fresh candidate of ``spec`` for labels ``horizon`` sessions ahead (only the ARIMA
+    candidate, which iterates daily forecasts, needs to know the horizon)."""
     if spec.kind == "naive":
         return NaiveForecaster()
     if spec.kind == "drift":
         return DriftForecaster()
     if spec.kind == "arima":
-        return ArimaForecaster(**spec.params)
+        return ArimaForecaster(**spec.params, horizon=horizon)
     if spec.kind == "lightgbm":
         from lightgbm import LGBMRegressor
 

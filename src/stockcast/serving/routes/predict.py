@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
 from stockcast.serving.deps import RATE_LIMITED, READ_ACCESS, StateDep
-from stockcast.serving.forecasts import Prepared, champion_for, serve, what_if
+from stockcast.serving.forecasts import Prepared, Ready, champions_for, serve, what_if
 from stockcast.serving.schemas import (
+    HORIZON_QUERY,
     BatchItem,
     BatchRequest,
     BatchResponse,
@@ -32,16 +33,23 @@ def build_router() -> APIRouter:
     """A router per app: FastAPI's included routers must not be shared between app instances."""
     router = APIRouter(tags=["forecasts"], dependencies=READ_ACCESS + RATE_LIMITED)
 
-    async def prepared_for(state: ServingState, ticker: str) -> Prepared:
-        found = state.forecasts.lookup(ticker, champion_for(state, ticker))
-        if isinstance(found, Prepared):
-            return found
-        return await asyncio.wrap_future(found)
+    async def answer_for(state: ServingState, ticker: str, horizon: int | None) -> list[Prepared]:
+        """A ticker's forecasts at every served horizon (or the one asked for), shortest first."""
+        champions, wanted = champions_for(state, ticker, horizon)
+        found = state.forecasts.lookup(ticker, champions)  # all horizons: one entry per ticker
+        ready = found if isinstance(found, Ready) else await asyncio.wrap_future(found)
+        return ready.pick(wanted)
 
     @router.get("/predict/{ticker}", response_model=ForecastResponse, responses=ERRORS)
-    async def predict(ticker: str, state: StateDep) -> ForecastResponse:
-        """Forecast the next session's close from the ticker's online features."""
-        prepared = await prepared_for(state, ticker.upper())
+    async def predict(
+        ticker: str,
+        state: StateDep,
+        horizon: Annotated[int | None, Query(ge=1, le=60, description=HORIZON_QUERY)] = None,
+    ) -> ForecastResponse:
+        """Forecast the ticker's close at every served horizon (``forecasts``) from its online
+        features; the top-level fields are the shortest horizon's (the next session by default).
+        Every forecast answered is logged first."""
+        prepared = await answer_for(state, ticker.upper(), horizon)
         return (await serve(state, [prepared], "api"))[0]
 
     @router.post("/predict", response_model=ForecastResponse, responses=ERRORS)
@@ -50,27 +58,27 @@ def build_router() -> APIRouter:
         from those closes (a what-if that does not touch the feature store)."""
         symbol = body.ticker.upper()
         if body.recent_prices is None:
-            return (await serve(state, [await prepared_for(state, symbol)], "api"))[0]
-        prepared = await run_in_threadpool(
-            what_if, state, symbol, champion_for(state, symbol), body.recent_prices
-        )
-        return (await serve(state, [prepared], "what-if"))[0]
+            return (await serve(state, [await answer_for(state, symbol, body.horizon)], "api"))[0]
+        champions, wanted = champions_for(state, symbol, body.horizon)
+        chosen = {horizon: champions[horizon] for horizon in wanted}
+        ready = await run_in_threadpool(what_if, state, symbol, chosen, body.recent_prices)
+        return (await serve(state, [ready.pick(wanted)], "what-if"))[0]
 
     @router.post("/predict/batch", response_model=BatchResponse, responses=ERRORS)
     async def predict_batch(body: BatchRequest, state: StateDep) -> BatchResponse:
-        """Forecast many tickers; each gets its forecast or its own error. All forecasts of a
+        """Forecast many tickers; each gets its forecasts or its own error. All forecasts of a
         batch are logged in one transaction before the answer."""
         limit = state.context.settings.batch_max_tickers
         if len(body.tickers) > limit:
             raise HTTPException(422, f"at most {limit} tickers per batch, got {len(body.tickers)}")
-        outcomes: dict[str, Prepared | ErrorBody] = {}
+        outcomes: dict[str, list[Prepared] | ErrorBody] = {}
         for ticker in dict.fromkeys(symbol.upper() for symbol in body.tickers):
             try:
-                outcomes[ticker] = await prepared_for(state, ticker)
+                outcomes[ticker] = await answer_for(state, ticker, body.horizon)
             except HTTPException as error:
                 code = {404: "not_found", 503: "unavailable"}.get(error.status_code, "error")
                 outcomes[ticker] = ErrorBody(code=code, message=str(error.detail))
-        ready = [item for item in outcomes.values() if isinstance(item, Prepared)]
+        ready = [item for item in outcomes.values() if not isinstance(item, ErrorBody)]
         answers = {answer.ticker: answer for answer in await serve(state, ready, "api")}
         return BatchResponse(
             results=[

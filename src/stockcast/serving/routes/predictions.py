@@ -24,12 +24,21 @@ def build_router() -> APIRouter:
         end: Annotated[date | None, Query(alias="to", description="Last target date.")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+        horizon: Annotated[
+            int | None, Query(ge=1, le=60, description="Sessions ahead; every horizon when omitted.")
+        ] = None,
     ) -> PredictionsPage:
-        """Logged forecasts by target date, with actuals and errors once they are known."""
+        """Logged forecasts by target date (each with its horizon), with actuals and errors once
+        they are known."""
         frame = state.context.store.load_forecasts(
-            ticker=ticker.upper() if ticker else None, start=start, end=end, limit=limit + 1, offset=offset
+            ticker=ticker.upper() if ticker else None,
+            start=start,
+            end=end,
+            limit=limit + 1,
+            offset=offset,
+            horizon=horizon,
         )
-        rows = frame.drop(columns=["id", "features"]).to_dict(orient="records")
+        rows = frame.drop(columns=["id", "features", "intervals"]).to_dict(orient="records")
         items = [LoggedForecast(**{key: clean(value) for key, value in row.items()}) for row in rows[:limit]]
         return PredictionsPage(
             items=items, limit=limit, offset=offset, next_offset=offset + limit if len(rows) > limit else None
