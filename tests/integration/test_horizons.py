@@ -155,3 +155,52 @@ def test_monitoring_keeps_a_verdict_per_horizon(context, trained):
     versions = dict(zip(rows["horizon"], rows["model_version"], strict=True))
     assert versions == {horizon: trained[horizon] for horizon in HORIZONS}
     assert all(pd.notna(rows["status"]))
+
+    from stockcast.serving.app import create_app
+
+    # The gauges carry the horizon; one dropped from the settings is no longer exported (its
+    # last verdict would otherwise be alerted on for ever), though its rows stay stored.
+    fewer = context.settings.model_copy(update={"horizons": [1, 5]})
+    with TestClient(create_app(fewer)) as client:
+        metrics = client.get("/metrics").text
+    assert 'stockcast_monitor_status{horizon="5",ticker="AAA"}' in metrics
+    assert 'horizon="20"' not in metrics
+    assert sorted(context.store.load_monitoring("AAA", horizon=None)["horizon"]) == HORIZONS
+
+
+def test_a_longer_horizon_whose_forecast_is_not_finite_is_left_out_not_served(context, trained, caplog):
+    """The 20-session champion overflows: the answer of every horizon carries the others, a
+    request for that horizon is a 503 naming it, the cause is logged, and nothing non-finite is
+    logged to the forecast log; when the first horizon's does, the whole answer is a 503."""
+    import logging
+
+    import numpy as np
+
+    from stockcast.serving.app import create_app
+
+    with TestClient(create_app(context.settings)) as client:
+        state = client.app.state.serving
+        assert state.join_warm_up()
+        before = len(context.store.load_forecasts(ticker="AAA"))
+        forecaster = state.champions.get("AAA", 20).model.forecaster
+        original = forecaster.predict
+        try:
+            forecaster.predict = lambda rows: np.full(len(rows), 800.0)  # past float range
+            state.forecasts._entries.clear()  # made before the model broke
+            with caplog.at_level(logging.WARNING, logger="stockcast.serving.forecasts"):
+                every = client.get("/predict/AAA")
+            assert every.status_code == 200
+            assert [each["horizon"] for each in every.json()["forecasts"]] == [1, 5]
+            assert any("at 20 sessions" in record.getMessage() for record in caplog.records)
+            alone = client.get("/predict/AAA", params={"horizon": 20})
+            assert alone.status_code == 503 and "not a finite number" in alone.json()["message"]
+            state.champions.get("AAA", 1).model.forecaster.predict = forecaster.predict
+            state.forecasts._entries.clear()
+            first_broken = client.get("/predict/AAA")
+            assert first_broken.status_code == 503
+        finally:
+            forecaster.predict = original
+            del state.champions.get("AAA", 1).model.forecaster.predict
+        logged = context.store.load_forecasts(ticker="AAA")
+        assert len(logged) == before + 2  # the two forecasts answered, nothing else
+        assert np.isfinite(logged[["predicted_close", "lower", "upper"]].to_numpy(float)).all()

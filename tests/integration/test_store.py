@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pandas as pd
 import pytest
@@ -178,3 +178,50 @@ def test_decisions_and_forecasts_stored_before_the_gate_evidence_survive_its_mig
             column["name"] for column in inspect(connection).get_columns("promotions")
         }
     store.dispose()
+
+
+def test_the_horizon_migration_keeps_every_row_one_session_ahead_and_can_be_undone(store):
+    """On SQLite and PostgreSQL: forecasts, decisions and verdicts stored before horizons are
+    one session ahead after 0009; two horizons' verdicts of one day are two rows; a downgrade
+    keeps the one-session rows, and upgrading again works (the key's name is free again)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from stockcast.store.database import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+
+    def migrate(step, revision: str) -> None:
+        with store.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            step(config, revision)
+
+    migrate(command.downgrade, "0008")
+    verdict = {
+        "ticker": "AAA",
+        "as_of": date(2024, 6, 3),
+        "evaluated": 0,
+        "days_above": 0,
+        "status": "ok",
+        "computed_at": datetime(2024, 6, 3, 22, tzinfo=UTC),
+    }
+    with store.engine.begin() as connection:
+        from sqlalchemy import text
+
+        connection.execute(
+            text(
+                "INSERT INTO monitoring (ticker, as_of, evaluated, days_above, status, computed_at) "
+                "VALUES (:ticker, :as_of, :evaluated, :days_above, :status, :computed_at)"
+            ),
+            verdict,
+        )
+    migrate(command.upgrade, "head")
+    [kept] = store.load_monitoring("AAA").to_dict(orient="records")
+    assert kept["horizon"] == 1 and kept["status"] == "ok"
+    store.upsert_monitoring([{**verdict, "horizon": 5, "status": "watch"}])
+    assert sorted(store.load_monitoring("AAA", horizon=None)["horizon"]) == [1, 5]
+    migrate(command.downgrade, "0008")
+    assert "horizon" not in {column["name"] for column in inspect(store.engine).get_columns("monitoring")}
+    migrate(command.upgrade, "head")
+    assert store.load_monitoring("AAA", horizon=None)["horizon"].tolist() == [1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mlflow
 import numpy as np
+import pytest
 from tests.series import autocorrelated_bars, labelled
 from typer.testing import CliRunner
 
@@ -15,11 +16,21 @@ from stockcast.training.backtest import BacktestConfig
 from stockcast.training.tuning import tune, tuning_window
 
 
-def test_tuning_never_sees_the_gates_window(make_bars):
-    rows = labelled(make_bars(("AAA",), days=700))
-    config = BacktestConfig(test_days=100, min_train_days=200, calibration_days=50, refit_every_days=50)
+@pytest.mark.parametrize("horizon", [1, 5, 20])
+def test_tuning_never_sees_the_gates_window(make_bars, horizon):
+    """Not a day of the gate's window, nor a label dated in it: at horizon h the label of a row
+    is the close h sessions later, so the tuner's last row is h sessions before the gate's
+    first origin."""
+    rows = labelled(make_bars(("AAA",), days=700), horizon)
+    config = BacktestConfig(
+        test_days=100, min_train_days=200, calibration_days=50, refit_every_days=50, horizon=horizon
+    )
     window = tuning_window(rows, config)
-    assert window["date"].max() < rows["date"].iloc[-config.test_days]
+    first_origin = len(rows) - config.test_days
+    assert len(window) + horizon - 1 == first_origin  # its newest label is dated at that origin
+    assert window["date"].max() == rows["date"].iloc[first_origin - horizon]
+    # And with a history just long enough, it still tunes at every horizon.
+    assert tune(rows, "ridge", trials=1, config=config) is not None
 
 
 def test_tuning_is_seeded_and_finds_a_strong_ridge_on_momentum(make_bars):

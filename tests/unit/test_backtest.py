@@ -160,3 +160,17 @@ def test_intervals_keep_their_level_when_volatility_changes_regime(make_bars):
         turbulent["actual_close"] <= turbulent["upper"]
     )
     assert abs(covered.mean() - 0.9) <= 0.03
+
+
+def test_a_short_history_at_a_long_horizon_is_refused_or_judged_on_naive_alone(make_bars):
+    """Too little history for the candidates: the naive forecast alone, over the origins left
+    after the horizon's gap; too little even for that: refused with the numbers, never a crash."""
+    from stockcast.training.backtest import MIN_NAIVE_DAYS, run_backtests
+
+    config = BacktestConfig(horizon=30)
+    rows = labelled(make_bars(("AAA",), days=200), 30)
+    results = run_backtests(rows, [default_spec("naive"), default_spec("ridge")], config, seed=0)
+    assert list(results) == ["naive()"]
+    assert len(results["naive()"].forecasts) > 0
+    with pytest.raises(NotEnoughHistoryError, match=f"at least {MIN_NAIVE_DAYS + 29} needed"):
+        run_backtests(rows.head(MIN_NAIVE_DAYS + 20), [default_spec("naive")], config, seed=0)

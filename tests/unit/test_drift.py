@@ -84,3 +84,27 @@ def test_figures_of_the_window():
 def test_no_backtest_rmse_is_unknown_not_ok():
     verdict = assess(outcomes(np.zeros(25)), None, RULE)
     assert verdict.status == UNKNOWN and verdict.rolling_rmse == 0.0
+
+
+def test_at_twenty_sessions_one_shock_is_no_drift_but_a_lasting_shift_is():
+    """Twenty-session forecasts made on consecutive days share 19 daily moves: one large move
+    lifts 20 errors in a row. The rule at horizon h asks for h - 1 more days above the threshold
+    than at one session, so that one shock's footprint is not drift; a shift that lasts is."""
+    from types import SimpleNamespace
+
+    from stockcast.monitoring.monitor import drift_rule
+
+    context = SimpleNamespace(settings=SimpleNamespace(drift_window=20, drift_threshold=1.5, drift_days=5))
+    one, twenty = drift_rule(context, 1), drift_rule(context, 20)  # type: ignore[arg-type]
+    assert (one.days, twenty.days) == (5, 24)
+    # One day's move, in each of the 20 forecasts spanning it: the 20-day rolling RMSE is above
+    # 1.5x the backtest's on the 11 days whose window holds at least 15 of those errors.
+    shock = np.full(80, 0.5 * SIGMA)
+    shock[30:50] += 1.23 * SIGMA
+    days_above = [assess(outcomes(shock).iloc[:day], SIGMA, twenty).days_above for day in range(20, 81)]
+    assert max(days_above) == 11
+    assert any(assess(outcomes(shock).iloc[:day], SIGMA, one).status == DRIFT for day in range(20, 81))
+    assert all(assess(outcomes(shock).iloc[:day], SIGMA, twenty).status != DRIFT for day in range(20, 81))
+    lasting = np.full(100, 0.5 * SIGMA)
+    lasting[30:] += 6 * SIGMA
+    assert assess(outcomes(lasting), SIGMA, twenty).status == DRIFT

@@ -18,7 +18,13 @@ from stockcast.cli.common import (
 from stockcast.cli.render import print_champions, print_history
 
 HorizonOption = Annotated[
-    int, typer.Option("--horizon", min=1, max=60, help="Sessions ahead: which of the ticker's models.")
+    int | None,
+    typer.Option(
+        "--horizon",
+        min=1,
+        max=60,
+        help="Sessions ahead: which of the ticker's models (default: the shortest configured).",
+    ),
 ]
 
 models_app = typer.Typer(
@@ -43,14 +49,15 @@ def models_list(tickers: TickersOption = None) -> None:
 
 @models_app.command("history")
 def models_history(
-    ticker: Annotated[str, typer.Argument(help="Ticker symbol.")], horizon: HorizonOption = 1
+    ticker: Annotated[str, typer.Argument(help="Ticker symbol.")], horizon: HorizonOption = None
 ) -> None:
     """Every promotion decision for a ticker's model at a horizon: when, which versions, their
     scores, and why."""
     context = guarded(load_context)
     symbol = ticker.upper()
-    named = symbol if horizon == 1 else f"{symbol} at {horizon} sessions"
-    decisions = guarded(lambda: context.store.load_decisions(symbol, horizon))
+    ahead = horizon or context.settings.horizons[0]
+    named = symbol if ahead == 1 else f"{symbol} at {ahead} sessions"
+    decisions = guarded(lambda: context.store.load_decisions(symbol, ahead))
     if decisions.empty:
         errors.print(f"no decisions recorded for {named}; run `stockcast train`", highlight=False)
         raise typer.Exit(1)
@@ -62,7 +69,7 @@ def models_promote(
     ticker: Annotated[str, typer.Argument(help="Ticker symbol.")],
     version: Annotated[str, typer.Argument(help="Registered version to promote.")],
     force: Annotated[bool, typer.Option(help="Skip the gate; recorded as forced.")] = False,
-    horizon: HorizonOption = 1,
+    horizon: HorizonOption = None,
 ) -> None:
     """Make a version champion if it beats the champion and naive on today's window (at the
     version's horizon).
@@ -71,7 +78,8 @@ def models_promote(
     from stockcast.lifecycle.promote import promote
 
     context = guarded(lambda: load_context(activity="stockcast models promote"))
-    decision = guarded(lambda: promote(context, ticker.upper(), version, force=force, horizon=horizon))
+    ahead = horizon or context.settings.horizons[0]
+    decision = guarded(lambda: promote(context, ticker.upper(), version, force=force, horizon=ahead))
     verdict = "promoted" if decision.promote else "not promoted"
     console.print(f"{ticker.upper()} v{version}: {verdict}: {decision.reason}", highlight=False)
     if not decision.promote:
@@ -80,7 +88,7 @@ def models_promote(
 
 @models_app.command("rollback")
 def models_rollback(
-    ticker: Annotated[str, typer.Argument(help="Ticker symbol.")], horizon: HorizonOption = 1
+    ticker: Annotated[str, typer.Argument(help="Ticker symbol.")], horizon: HorizonOption = None
 ) -> None:
     """Put back the champion the current one (at the horizon) replaced.
 
@@ -88,5 +96,6 @@ def models_rollback(
     from stockcast.registry.champion import rollback
 
     context = guarded(lambda: load_context(activity="stockcast models rollback"))
-    decision = guarded(lambda: rollback(context, ticker.upper(), horizon=horizon))
+    ahead = horizon or context.settings.horizons[0]
+    decision = guarded(lambda: rollback(context, ticker.upper(), horizon=ahead))
     console.print(f"{ticker.upper()}: {decision.reason}", highlight=False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -37,6 +37,14 @@ FIGURES = {
     ),
     "drift_share": ("stockcast_monitor_drifted_feature_share", "Share of features drifted (Evidently)."),
 }
+
+
+def configured_only(latest: pd.DataFrame, horizons: Sequence[int]) -> pd.DataFrame:
+    """The verdicts of the configured horizons: a horizon dropped from STOCKCAST_HORIZONS keeps
+    its stored rows, but its last verdict would otherwise be exported (and alerted on) forever."""
+    if latest.empty or "horizon" not in latest:
+        return latest
+    return latest.loc[latest["horizon"].isin(list(horizons))]
 
 
 class MonitoringCollector(Collector):

@@ -75,10 +75,15 @@ class TickerHealth:
         }
 
 
-def drift_rule(context: Context) -> DriftRule:
+def drift_rule(context: Context, horizon: int = 1) -> DriftRule:
+    """The drift rule at a horizon. Forecasts h sessions ahead made on consecutive days share
+    h - 1 of their daily moves, so one shock raises h consecutive errors: the run of days above
+    the threshold that means drift is longer by h - 1 (at one session, as configured)."""
     settings = context.settings
     return DriftRule(
-        window=settings.drift_window, threshold=settings.drift_threshold, days=settings.drift_days
+        window=settings.drift_window,
+        threshold=settings.drift_threshold,
+        days=settings.drift_days + horizon - 1,
     )
 
 
@@ -209,7 +214,7 @@ def monitor_ticker(
     if outcomes is None:
         outcomes = daily_outcomes(_no_forecasts())
     promised = {served: inputs.backtest_rmse(key, served) for served in set(outcomes["model_version"])}
-    performance = assess(outcomes, outcomes["model_version"].map(promised), drift_rule(context))
+    performance = assess(outcomes, outcomes["model_version"].map(promised), drift_rule(context, horizon))
     scores = _live_scores(context, outcomes, bars, horizon)
     data_end = (
         date.fromisoformat(champion.tags["data_end"]) if champion and "data_end" in champion.tags else None
@@ -305,8 +310,10 @@ def monitor(
     ]
     context.store.upsert_monitoring([health.row(context.now()) for health in healths])
     if context.settings.pushgateway_url and healths:
+        from stockcast.monitoring.gauges import configured_only
+
         latest = context.store.load_monitoring(latest_only=True, horizon=None)
-        push_gauges(context.settings.pushgateway_url, latest)
+        push_gauges(context.settings.pushgateway_url, configured_only(latest, horizons))
     return healths
 
 

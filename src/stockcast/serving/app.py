@@ -122,7 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         def store() -> Any:  # built on first use: a database away at start is a 503, not a crash
             return context.store
 
-        metrics.watch_monitoring(store)
+        metrics.watch_monitoring(store, config.horizons)
         state.forecasts = ForecastCache(state, config.feature_refresh_seconds)
         state.forecast_log = ForecastLog(store)
         state.jobs = job_runner(context, on_finished=state.champions.refresh)

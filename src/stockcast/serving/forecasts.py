@@ -12,12 +12,16 @@ within a second window of the same length the kept forecast is served while the 
 behind (stale-while-revalidate), so no request waits for it under steady traffic. Without that,
 every concurrent request missed together each window and queued for its own read: the p99
 under load was 5x the bare endpoint's. A read that fails (stale or missing features) drops the
-kept forecast, so the next request reads itself and answers with why.
+kept forecasts, so the next request reads itself and answers with why. A champion whose
+forecast is not a finite number is kept as such (the same features would give it again): a
+request for its horizon is a 503 saying so, and an answer of every horizon leaves it out unless
+it is the first, whose forecast fills the one-day fields.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import time
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
 
     from stockcast.forecasting.predict import Forecast
 
+log = logging.getLogger(__name__)
 LOG_FAILED = "the forecast could not be logged, so it is not served; try again"
 
 
@@ -80,12 +85,15 @@ class Ready:
     fetched_at: float
     broken: dict[int, str] = field(default_factory=dict)
 
-    def pick(self, horizons: Sequence[int]) -> list[Prepared]:
-        """The forecasts of ``horizons`` in that order; 503 naming any that is not servable."""
-        for horizon in horizons:
-            if horizon in self.broken:
+    def pick(self, horizons: Sequence[int], every: bool = False) -> list[Prepared]:
+        """The forecasts of ``horizons`` in that order; 503 naming one that is not servable.
+        ``every`` (an answer of every served horizon, not one asked for): only the first, whose
+        forecast fills the answer's one-day fields, must be; a later one that is not is left
+        out (its cause was logged when it was made)."""
+        for position, horizon in enumerate(horizons):
+            if horizon in self.broken and (position == 0 or not every):
                 raise HTTPException(503, self.broken[horizon])
-        return [self.by_horizon[horizon] for horizon in horizons]
+        return [self.by_horizon[horizon] for horizon in horizons if horizon not in self.broken]
 
 
 def _broken_message(ticker: str, horizon: int, loaded: LoadedChampion, broken: list[str], source: str) -> str:
@@ -111,6 +119,7 @@ def prepare(ticker: str, row: pd.Series, champions: Champions, fetched_at: float
         if problems:
             broken[horizon] = _broken_message(ticker, horizon, loaded, problems, "its online features")
             broken[horizon] += "; it is not served"
+            log.warning("%s", broken[horizon])
         else:
             by_horizon[horizon] = prepared
     return Ready(signature(champions), by_horizon, fetched_at, broken)
@@ -187,7 +196,8 @@ class ForecastCache:
             return self.compute(ticker, champions)
         except BaseException:
             with self._lock:  # what is kept would hide why the read failed
-                self._entries.pop(ticker, None)
+                if (kept := self._entries.get(ticker)) is not None and kept.versions == key[1]:
+                    self._entries = {name: entry for name, entry in self._entries.items() if name != ticker}
             raise
         finally:
             with self._lock:
@@ -208,8 +218,12 @@ class ForecastCache:
         fetched_at = self.clock()
         ready = prepare(ticker, online_features(self.state, ticker), champions, fetched_at)
         with self._lock:
-            # Other versions' forecasts go: a rolled-back-to version is recomputed when it returns.
-            self._entries = {**self._entries, ticker: ready}
+            # One entry per ticker, the newest read's: other versions' forecasts go (a
+            # rolled-back-to version is recomputed when it returns), and a read that started
+            # before the kept one (an older champion's, finishing late) does not replace it.
+            kept = self._entries.get(ticker)
+            if kept is None or kept.fetched_at <= ready.fetched_at:
+                self._entries = {**self._entries, ticker: ready}
         return ready
 
 

@@ -6,7 +6,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,15 +57,16 @@ class Metrics:
         )
         self._monitoring: Any = None
 
-    def watch_monitoring(self, store: Callable[[], Any]) -> None:
-        """Serve the monitoring table's latest verdicts as gauges, read at each scrape from the
-        store ``store()`` returns (a scrape while the store is away shows none)."""
+    def watch_monitoring(self, store: Callable[[], Any], horizons: Sequence[int] = (1,)) -> None:
+        """Serve the monitoring table's latest verdicts at ``horizons`` (the configured ones) as
+        gauges, read at each scrape from the store ``store()`` returns (a scrape while the store
+        is away shows none). A horizon no longer configured keeps its rows but raises no alert."""
         if self._monitoring is not None:
             self.registry.unregister(self._monitoring)
-        from stockcast.monitoring.gauges import MonitoringCollector
+        from stockcast.monitoring.gauges import MonitoringCollector, configured_only
 
         self._monitoring = MonitoringCollector(
-            lambda: store().load_monitoring(latest_only=True, horizon=None),
+            lambda: configured_only(store().load_monitoring(latest_only=True, horizon=None), horizons),
             lambda: store().last_forecast_times(),
             deadline_seconds=SCRAPE_READ_SECONDS,
         )

@@ -119,36 +119,40 @@ class ChampionCache:
 
     def refresh(self) -> list[str]:
         """Load every champion whose alias moved since the last look; returns the tickers
-        that changed (``AAPL +5`` for a longer horizon). A model that cannot be loaded keeps
-        serving its previous one and is reported."""
+        that changed (``AAPL +5`` for a longer horizon). One listing of the registry's aliases
+        for every ticker and horizon; a model that cannot be loaded keeps serving its previous
+        one and is reported."""
+        from stockcast.registry.mlflow_registry import model_name_for
+
         changed = []
         with self._lock:
-            for ticker in self.tickers:
+            try:
+                aliased = self.context.registry.aliased_all(self.tickers, self.horizons)
+            except Exception as error:
+                for ticker in self.tickers:
+                    for horizon in self.horizons:
+                        self.problems[horizon_label(ticker, horizon)] = f"registry unreachable: {error}"
+                aliased = None
+            for ticker in self.tickers if aliased is not None else []:
                 for horizon in self.horizons:
                     label = horizon_label(ticker, horizon)
-                    try:
-                        champion = self.context.registry.champion(ticker, horizon)
-                    except Exception as error:
-                        self.problems[label] = f"registry unreachable: {error}"
-                        continue
-                    if champion is None:
+                    version = aliased.get((ticker, horizon))
+                    if version is None:
                         self.problems[label] = "no champion in the registry"
                         continue
                     current = self._champions.get((ticker, horizon))
-                    if current is not None and current.version == champion.version:
+                    if current is not None and current.version == version:
                         continue
                     start = time.perf_counter()
                     try:
-                        model = ServedModel.of(self.context.registry.load(ticker, champion.version, horizon))
+                        model = ServedModel.of(self.context.registry.load(ticker, version, horizon))
                     except Exception as error:
-                        self.problems[label] = f"champion v{champion.version} failed to load: {error}"
+                        self.problems[label] = f"champion v{version} failed to load: {error}"
                         continue
                     self.metrics.model_load_seconds.observe(time.perf_counter() - start)
-                    self._champions = {
-                        **self._champions,
-                        (ticker, horizon): LoadedChampion(champion.name, champion.version, model),
-                    }
-                    self.metrics.champion_version.labels(ticker, str(horizon)).set(float(champion.version))
+                    loaded = LoadedChampion(model_name_for(ticker, horizon), version, model)
+                    self._champions = {**self._champions, (ticker, horizon): loaded}
+                    self.metrics.champion_version.labels(ticker, str(horizon)).set(float(version))
                     self.problems.pop(label, None)
                     changed.append(label)
             self.verified = True

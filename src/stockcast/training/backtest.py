@@ -191,10 +191,10 @@ def run_backtests(
     try:
         return backtest_candidates(rows, specs, config, seed)
     except NotEnoughHistoryError as error:
-        if len(rows) < MIN_NAIVE_DAYS:
-            raise NotEnoughHistoryError(
-                f"{len(rows)} labelled days; at least {MIN_NAIVE_DAYS} needed"
-            ) from error
+        # The naive forecast's calibration needs MIN_NAIVE_DAYS origins after the horizon's gap.
+        needed = MIN_NAIVE_DAYS + config.horizon - 1
+        if len(rows) < needed:
+            raise NotEnoughHistoryError(f"{len(rows)} labelled days; at least {needed} needed") from error
         log.warning("%s; only the naive forecast is evaluated", error)
         naive = default_spec("naive")
         return backtest_candidates(rows, [naive], _short_history_config(rows, config), seed)

@@ -50,8 +50,10 @@ PARTIAL_SPACES = {"lightgbm", "xgboost"}
 
 
 def tuning_window(rows: pd.DataFrame, config: BacktestConfig) -> pd.DataFrame:
-    """The rows before the gate's scored window: the tuner never sees the days it is judged on."""
-    return rows.iloc[: len(rows) - config.test_days].reset_index(drop=True)
+    """The rows whose labels are known at the gate's first scored origin: the tuner never sees
+    the days it is judged on. At horizon h the label of a row is the close h sessions later,
+    so the last h - 1 rows before that origin are left out too."""
+    return rows.iloc[: len(rows) - config.test_days - (config.horizon - 1)].reset_index(drop=True)
 
 
 def tune(
@@ -68,7 +70,8 @@ def tune(
     tuning_config = replace(
         config,
         test_days=min(
-            config.test_days, max(len(history) - config.min_train_days - config.calibration_days, 0)
+            config.test_days,
+            max(len(history) - config.min_train_days - (config.horizon - 1) - config.calibration_days, 0),
         ),
     )
     if tuning_config.test_days < config.refit_every_days or len(history) < tuning_config.rows_needed:

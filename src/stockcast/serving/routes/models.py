@@ -75,8 +75,13 @@ def build_router() -> APIRouter:
         ticker: str,
         state: StateDep,
         horizon: Annotated[
-            int, Query(ge=1, le=60, description="Sessions ahead of the model to roll back.")
-        ] = 1,
+            int | None,
+            Query(
+                ge=1,
+                le=60,
+                description="Sessions ahead of the model to roll back (default: the shortest served).",
+            ),
+        ] = None,
     ) -> RollbackResponse:
         """Put back the champion the current one (at ``horizon``) replaced; served from the next
         request on. 409 when there is none, or while another process trains the ticker."""
@@ -86,18 +91,19 @@ def build_router() -> APIRouter:
         symbol = ticker.upper()
         if symbol not in state.champions.tickers:
             raise HTTPException(404, f"unknown ticker {symbol}")
-        if horizon not in state.champions.horizons:
-            raise HTTPException(404, f"horizon {horizon} is not served")
+        ahead = horizon if horizon is not None else state.champions.shortest
+        if ahead not in state.champions.horizons:
+            raise HTTPException(404, f"horizon {ahead} is not served")
         try:
             # A request does not wait for a training of the ticker: 409 names its trainer.
-            decision = roll_back(state.context, symbol, wait_seconds=0, horizon=horizon)
+            decision = roll_back(state.context, symbol, wait_seconds=0, horizon=ahead)
         except (LookupError, LeaseHeldError) as error:
             raise HTTPException(409, str(error)) from error
         state.champions.refresh()
-        served = state.champions.get(symbol, horizon)
+        served = state.champions.get(symbol, ahead)
         return RollbackResponse(
             ticker=symbol,
-            horizon=horizon,
+            horizon=ahead,
             champion_version=served.version if served else "",
             reason=decision.reason,
         )

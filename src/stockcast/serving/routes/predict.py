@@ -38,7 +38,7 @@ def build_router() -> APIRouter:
         champions, wanted = champions_for(state, ticker, horizon)
         found = state.forecasts.lookup(ticker, champions)  # all horizons: one entry per ticker
         ready = found if isinstance(found, Ready) else await asyncio.wrap_future(found)
-        return ready.pick(wanted)
+        return ready.pick(wanted, every=horizon is None)
 
     @router.get("/predict/{ticker}", response_model=ForecastResponse, responses=ERRORS)
     async def predict(

@@ -87,6 +87,11 @@ def _copy_monitoring(with_horizon: bool) -> None:
     op.execute(copy)
     op.drop_table("monitoring")
     op.rename_table("monitoring_next", "monitoring")
+    if op.get_bind().dialect.name == "postgresql":
+        # The key's index keeps the name it was made with: it gets the one a table named
+        # monitoring is given, as if created so (PostgreSQL would otherwise number the next
+        # rebuild's, monitoring_next_pkey1).
+        op.execute("ALTER INDEX IF EXISTS monitoring_next_pkey RENAME TO monitoring_pkey")
 
 
 def upgrade() -> None:
