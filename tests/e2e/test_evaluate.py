@@ -89,14 +89,26 @@ def test_the_gate_audit_scores_each_rules_pick_on_the_next_window(setup):
         env=env,
     )
     assert result.returncode == 0, result.stderr
-    records = pd.read_csv(folder / "audit.csv").set_index("ticker")
+    every = pd.read_csv(folder / "audit.csv")
+    assert every.groupby("horizon").size().to_dict() == {1: 2, 5: 2, 20: 2}
+    records = every[every["horizon"] == 1].set_index("ticker")
     assert records.loc["WALK", "gate_choice"] == "naive()"
     assert records.loc["MOM", "gate_choice"].startswith(("arima", "ridge"))
     assert records.loc["MOM", "gate_p_value"] < 0.05 and records.loc["MOM", "gate_next_ratio"] < 1
+    # A random walk keeps naive at every horizon; each horizon's next window starts h - 1
+    # origins after its gate window, so no outcome the gate saw is scored again.
+    assert (every.loc[every["ticker"] == "WALK", "gate_choice"] == "naive()").all()
+    import numpy as np
+
+    gate_days = int(env["STOCKCAST_BACKTEST_DAYS"])  # the bars are business days
+    for row in every.itertuples(index=False):
+        assert np.busday_count(row.gate_start, row.next_start) == gate_days + row.horizon - 1
     text = readme.read_text()
     assert "old audit" not in text and "old table" in text and text.endswith("tail\n")
+    for heading in ("#### One session ahead", "#### 5 sessions ahead", "#### 20 sessions ahead"):
+        assert heading in text
     assert "| tickers given a non-naive champion | 50.0% |" in text
-    assert "Model Confidence Set" in text and "| MOM |" in text
+    assert "Model Confidence Set" in text and "| MOM | 20 |" in text
 
 
 def test_a_readme_without_the_section_is_refused_and_left_alone(setup):

@@ -206,16 +206,21 @@ def test_the_horizon_migration_keeps_every_row_one_session_ahead_and_can_be_undo
         "status": "ok",
         "computed_at": datetime(2024, 6, 3, 22, tzinfo=UTC),
     }
-    with store.engine.begin() as connection:
-        from sqlalchemy import text
+    import sqlalchemy as sa
 
-        connection.execute(
-            text(
-                "INSERT INTO monitoring (ticker, as_of, evaluated, days_above, status, computed_at) "
-                "VALUES (:ticker, :as_of, :evaluated, :days_above, :status, :computed_at)"
-            ),
-            verdict,
-        )
+    # The columns revision 0008 had, typed: SQLAlchemy writes the instant as the store does (not
+    # the driver's own adapter, which another library in the test process may have replaced).
+    before = sa.table(
+        "monitoring",
+        sa.column("ticker", sa.String),
+        sa.column("as_of", sa.Date),
+        sa.column("evaluated", sa.Integer),
+        sa.column("days_above", sa.Integer),
+        sa.column("status", sa.String),
+        sa.column("computed_at", sa.DateTime(timezone=True)),
+    )
+    with store.engine.begin() as connection:
+        connection.execute(before.insert(), [verdict])
     migrate(command.upgrade, "head")
     [kept] = store.load_monitoring("AAA").to_dict(orient="records")
     assert kept["horizon"] == 1 and kept["status"] == "ok"

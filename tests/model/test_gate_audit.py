@@ -100,3 +100,32 @@ def test_the_audit_page_shows_both_rules_and_says_when_nothing_was_promoted():
     none_promoted = records_by_hand().assign(gate_choice="naive()", gate_next_ratio=1.0)
     assert "promoted no candidate" in render_audit(none_promoted, "x", AUDIT, 4, "2026-11-30")
     assert math.isnan(summarize_audit(none_promoted)["gate"]["promoted_beat_naive_next"])
+
+
+def test_at_five_sessions_each_review_reads_only_outcomes_known_then(monkeypatch):
+    """At horizon h the outcome of origin i is known h sessions later, at origin i + h: the next
+    window starts h - 1 origins after the gate's, and every rolling review at origin s reads
+    the gate-length window ending at s - (h - 1), serving from s on."""
+    from stockcast.lifecycle import audit as audit_module
+
+    calls: list[tuple[int, int]] = []
+    original = audit_module.window_slice
+
+    def recording(window, start, stop):
+        calls.append((start, stop))
+        return original(window, start, stop)
+
+    monkeypatch.setattr(audit_module, "window_slice", recording)
+    horizon, gap = 5, 4
+    audit = AuditConfig(gate_days=200, next_days=150, review_every_days=50, bootstrap_reps=100)
+    backtest = BacktestConfig(min_train_days=300, calibration_days=60, refit_every_days=50, horizon=horizon)
+    record = audit_ticker(
+        "AAA", labelled(autocorrelated_bars(1000, phi=0.3), horizon), SPECS[:3], backtest, audit
+    )
+    assert record["horizon"] == horizon
+    gate, after = audit.gate_days, audit.gate_days + gap
+    assert calls[:2] == [(0, gate), (after, after + audit.next_days)]
+    reviews = sorted({stop for start, stop in calls[2:] if stop - start == gate})
+    assert reviews == [
+        gate + k * audit.review_every_days for k in range(audit.next_days // audit.review_every_days)
+    ]

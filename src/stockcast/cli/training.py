@@ -212,7 +212,7 @@ def _gate_audit(
     with reported_failures():
         fetched = context.source.fetch(names, start, end)
         print_source_note(fetched.note)
-        with progress(len(names)) as step:
+        with progress(len(names) * len(settings.horizons)) as step:
             frame, skipped = audit_many(
                 fetched.bars,
                 names,
@@ -222,6 +222,7 @@ def _gate_audit(
                 settings.random_seed,
                 workers or os.cpu_count() or 1,
                 step,
+                settings.horizons,
             )
     if frame.empty:
         print_failures(fetched.failures)
@@ -230,7 +231,7 @@ def _gate_audit(
         print_error("no ticker had enough history for the audit")
         raise typer.Exit(1)
     markdown = render_audit(frame, settings.source, audit, len(specs), context.now().date().isoformat())
-    if len(frame) <= 30:
+    if len(frame) <= 30 * len(settings.horizons):
         markdown += "\n" + render_per_ticker(frame)
     for reason in skipped:
         errors.print(f"skipped {reason}", highlight=False, markup=False)

@@ -14,13 +14,14 @@ bootstrap view beside the gate's Holm-corrected tests. Pure but for ``audit_many
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from stockcast.horizons import horizon_label
 from stockcast.modeling.gate import GateWindow
 from stockcast.modeling.significance import CLARK_WEST, DM_HLN, clark_west, diebold_mariano
 from stockcast.modeling.specs import ModelSpec, is_naive
@@ -86,18 +87,22 @@ def choose(rule: str, window: GateWindow, champion: str | None, audit: AuditConf
 
 def _rolling(full: GateWindow, audit: AuditConfig, rule: str) -> tuple[float, int]:
     """(served RMSE / naive over the next window, champion changes) when the rule is re-run
-    every review on the trailing gate window and its choice serves until the next review."""
-    gate, total = audit.gate_days, audit.gate_days + audit.next_days
+    every review on the trailing gate window and its choice serves until the next review. At
+    horizon h the window a review reads ends h - 1 origins before it: their outcomes are the
+    newest known then."""
+    gap = full.horizon - 1
+    gate, first = audit.gate_days, audit.gate_days + gap
+    total = first + audit.next_days
     served = np.empty(audit.next_days)
     champion: str | None = None
     changes = 0
-    for start in range(gate, total, audit.review_every_days):
-        chosen = choose(rule, window_slice(full, start - gate, start), champion, audit)
+    for start in range(first, total, audit.review_every_days):
+        chosen = choose(rule, window_slice(full, start - gap - gate, start - gap), champion, audit)
         changes += champion is not None and chosen != champion
         champion = chosen
         stop = min(start + audit.review_every_days, total)
-        served[start - gate : stop - gate] = full.predicted(chosen)[start:stop]
-    return _served_ratio(window_slice(full, gate, total), served), changes
+        served[start - first : stop - first] = full.predicted(chosen)[start:stop]
+    return _served_ratio(window_slice(full, first, total), served), changes
 
 
 def _bootstrap_views(window: GateWindow, audit: AuditConfig, seed: int) -> tuple[list[str], float]:
@@ -105,13 +110,16 @@ def _bootstrap_views(window: GateWindow, audit: AuditConfig, seed: int) -> tuple
     from arch.bootstrap import MCS, SPA
 
     losses = pd.DataFrame({key: (window.actual - window.predicted(key)) ** 2 for key in window.forecasts})
-    mcs = MCS(losses, size=audit.mcs_size, reps=audit.bootstrap_reps, seed=seed)
+    # Blocks of arch's default length (the root of the window), and at least the horizon: the
+    # losses of overlapping forecasts are dependent over h - 1 sessions.
+    block = max(window.horizon, int(np.sqrt(len(losses))))
+    mcs = MCS(losses, size=audit.mcs_size, reps=audit.bootstrap_reps, block_size=block, seed=seed)
     mcs.compute()
     naive_key = next(key for key in losses if is_naive(key))
     others = losses.drop(columns=naive_key)
     if others.empty:
         return [str(key) for key in mcs.included], float("nan")
-    spa = SPA(losses[naive_key], others, reps=audit.bootstrap_reps, seed=seed)
+    spa = SPA(losses[naive_key], others, reps=audit.bootstrap_reps, block_size=block, seed=seed)
     spa.compute()
     return [str(key) for key in mcs.included], float(spa.pvalues["consistent"])
 
@@ -124,18 +132,23 @@ def audit_ticker(
     audit: AuditConfig,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """One ticker's audit record; raises ``NotEnoughHistoryError`` for a short history."""
-    config = replace(backtest, test_days=audit.gate_days + audit.next_days)
+    """One ticker's audit record at the backtest's horizon (``rows`` labelled at it); raises
+    ``NotEnoughHistoryError`` for a short history. At horizon h the next window starts h - 1
+    origins after the gate window ends, so that no outcome the gate saw falls inside it."""
+    horizon = backtest.horizon
+    gap = horizon - 1
+    config = replace(backtest, test_days=audit.gate_days + gap + audit.next_days)
     results = backtest_candidates(rows, specs, config, seed)
     full = common_window(results)
     dates = next(iter(results.values())).forecasts["date"]
     gate_window = window_slice(full, 0, audit.gate_days)
-    next_window = window_slice(full, audit.gate_days, audit.gate_days + audit.next_days)
+    next_window = window_slice(full, audit.gate_days + gap, audit.gate_days + gap + audit.next_days)
     years = audit.next_days / SESSIONS_PER_YEAR
     record: dict[str, Any] = {
         "ticker": ticker,
+        "horizon": horizon,
         "gate_start": dates.iloc[0].date(),
-        "next_start": dates.iloc[audit.gate_days].date(),
+        "next_start": dates.iloc[audit.gate_days + gap].date(),
         "next_end": dates.iloc[-1].date(),
     }
     for rule in RULES:
@@ -151,9 +164,9 @@ def audit_ticker(
     if not is_naive(lowest):  # the evidence both tests saw for the old rule's pick
         naive_loss = (gate_window.actual - gate_window.naive) ** 2
         pick_loss = (gate_window.actual - gate_window.predicted(lowest)) ** 2
-        record["lowest_rmse_dm_p"] = diebold_mariano(naive_loss, pick_loss).p_value
+        record["lowest_rmse_dm_p"] = diebold_mariano(naive_loss, pick_loss, horizon).p_value
         record["lowest_rmse_cw_p"] = clark_west(
-            gate_window.actual, gate_window.naive, gate_window.predicted(lowest)
+            gate_window.actual, gate_window.naive, gate_window.predicted(lowest), horizon
         ).p_value
     decision = decide(gate_window, None, audit.alpha, audit.margin)
     record["gate_p_value"] = decision.evidence(versus_naive=True)[1]
@@ -175,32 +188,43 @@ def audit_many(
     seed: int,
     workers: int,
     step: Callable[[str], None] = lambda _: None,
+    horizons: Sequence[int] = (1,),
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Every ticker's audit record (by ticker) over ``workers`` processes, and the tickers
-    skipped for a short history, with why."""
+    """Every (ticker, horizon)'s audit record (by horizon, then ticker) over ``workers``
+    processes, and those skipped for a short history, with why."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from stockcast.features.build import build_features
+    from stockcast.features.build import build_features, for_horizon
     from stockcast.features.offline import training_rows
 
     features = build_features(bars[bars["ticker"].isin(tickers)])
     records, skipped = [], []
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {
-            pool.submit(
-                audit_ticker, ticker, training_rows(features, ticker), specs, backtest, audit, seed
-            ): ticker
-            for ticker in tickers
-        }
+        futures = {}
+        for ticker in tickers:
+            labelled = training_rows(features, ticker, horizons)
+            for horizon in horizons:
+                job = pool.submit(
+                    audit_ticker,
+                    ticker,
+                    for_horizon(labelled, horizon),
+                    specs,
+                    replace(backtest, horizon=horizon),
+                    audit,
+                    seed,
+                )
+                futures[job] = horizon_label(ticker, horizon)
         for future in as_completed(futures):
-            ticker = futures[future]
-            step(f"audited {ticker}")
+            named = futures[future]
+            step(f"audited {named}")
             try:
                 records.append(future.result())
             except NotEnoughHistoryError as error:
-                skipped.append(f"{ticker}: {error}")
+                skipped.append(f"{named}: {error}")
     frame = pd.DataFrame.from_records(records)
-    return (frame.sort_values("ticker").reset_index(drop=True) if records else frame), sorted(skipped)
+    if records:
+        frame = frame.sort_values(["horizon", "ticker"]).reset_index(drop=True)
+    return frame, sorted(skipped)
 
 
 def _geometric_mean(values: pd.Series) -> float:
@@ -250,6 +274,22 @@ def _number(value: float, form: str) -> str:
 
 
 def render_audit(
+    records: pd.DataFrame, source: str, audit: AuditConfig, candidates: int, produced_on: str
+) -> str:
+    """The audit's page: a section per horizon when there are several (each judged on its own
+    windows, with tests whose variance allows for the overlap of its outcomes)."""
+    if "horizon" not in records or records["horizon"].nunique() <= 1:
+        return _render_one(records, source, audit, candidates, produced_on)
+    parts = []
+    for horizon, rows in records.groupby("horizon", sort=True):
+        ahead = "one session" if horizon == 1 else f"{horizon} sessions"
+        parts.append(
+            f"#### {ahead.capitalize()} ahead\n\n" + _render_one(rows, source, audit, candidates, produced_on)
+        )
+    return "\n".join(parts)
+
+
+def _render_one(
     records: pd.DataFrame, source: str, audit: AuditConfig, candidates: int, produced_on: str
 ) -> str:
     summary = summarize_audit(records, audit.alpha)
@@ -307,17 +347,18 @@ def render_audit(
 
 
 def render_per_ticker(records: pd.DataFrame) -> str:
-    """A markdown row per ticker: both rules' choices and next-window ratios, and the MCS."""
+    """A markdown row per ticker and horizon: both rules' choices and next-window ratios, and the MCS."""
     lines = [
-        "| ticker | gate's champion (p) | next / naive | lowest RMSE's pick | next / naive | MCS (90%) |",
-        "|---|---|---|---|---|---|",
+        "| ticker | ahead | gate's champion (p) | next / naive | lowest RMSE's pick | next / naive | MCS (90%) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in records.itertuples(index=False):
         p_value = (
             "" if row.gate_p_value is None or pd.isna(row.gate_p_value) else f" (p = {row.gate_p_value:.3f})"
         )
         lines.append(
-            f"| {row.ticker} | {kind_of(row.gate_choice)}{p_value} | {row.gate_next_ratio:.4f} | "
-            f"{kind_of(row.lowest_rmse_choice)} | {row.lowest_rmse_next_ratio:.4f} | {row.mcs} |"
+            f"| {row.ticker} | {getattr(row, 'horizon', 1)} | {kind_of(row.gate_choice)}{p_value} | "
+            f"{row.gate_next_ratio:.4f} | {kind_of(row.lowest_rmse_choice)} | {row.lowest_rmse_next_ratio:.4f} | "
+            f"{row.mcs} |"
         )
     return "\n".join(lines) + "\n"
