@@ -39,13 +39,16 @@ FAST = {
     "STOCKCAST_SOURCE": "sample",
     "STOCKCAST_START_DATE": "2010-01-01",
     "STOCKCAST_MODELS": "naive,ridge",
+    "STOCKCAST_HORIZONS": "1,5",
     "STOCKCAST_BACKTEST_DAYS": "60",
     "STOCKCAST_REFIT_EVERY_DAYS": "60",
     "STOCKCAST_MIN_TRAIN_DAYS": "150",
 }
 MONDAY = "2024-07-08T22:30:00+00:00"  # 18:30 in New York, after the close
 INDEPENDENCE_DAY = "2024-07-04T22:30:00+00:00"
-FORECAST_COLUMNS = ["ticker", "as_of", "target_date", "predicted_close", "lower", "upper", "model_kind"]
+FORECAST_COLUMNS = [
+    "ticker", "horizon", "as_of", "target_date", "predicted_close", "lower", "upper", "model_kind"
+]  # fmt: skip
 
 
 @pytest.fixture
@@ -101,7 +104,7 @@ def forecasts_in(data_dir: Path) -> pd.DataFrame:
         frame = store.load_forecasts()
     finally:
         store.dispose()
-    return frame[FORECAST_COLUMNS].sort_values("ticker").reset_index(drop=True)
+    return frame[FORECAST_COLUMNS].sort_values(["ticker", "horizon"]).reset_index(drop=True)
 
 
 def import_errors(airflow: Any, dags: Path) -> tuple[int, list[dict[str, str]]]:
@@ -175,7 +178,10 @@ def test_the_daily_dag_forecasts_as_stockcast_run_does_and_retries_a_failed_trai
     )
     assert ran.returncode == 1 and "FB" in ran.stderr, ran.stdout + ran.stderr
     from_dag, from_run = forecasts_in(dag_data), forecasts_in(run_data)
-    assert list(from_dag["ticker"]) == ["AAPL", "MSFT"]
+    # Each of the two tickers at both horizons.
+    assert list(zip(from_dag["ticker"], from_dag["horizon"], strict=True)) == [
+        ("AAPL", 1), ("AAPL", 5), ("MSFT", 1), ("MSFT", 5)
+    ]  # fmt: skip
     pd.testing.assert_frame_equal(from_dag, from_run)
 
 
