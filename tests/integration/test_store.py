@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import inspect
 
-from stockcast.store.database import Store, StoreUnavailableError
+from stockcast.store.database import ForecastRow, Logged, Store, StoreUnavailableError
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -72,6 +72,26 @@ def _forecast(request_id: str) -> dict:
     }
 
 
+def _served(request_id: str, **changes) -> Logged:
+    record = {**_forecast(request_id), **changes}
+    return Logged(ForecastRow(record), request_id, "api", datetime(2024, 1, 2, 15, 30, 1, 250000, tzinfo=UTC))
+
+
+def test_the_api_append_stores_what_log_forecasts_stores(store):
+    """The forecast log's fast path (one multi-row INSERT of converted values) keeps the same
+    row as the general one, reads back the same, and a request id stored already is kept."""
+    when = datetime(2024, 1, 2, 15, 30, 1, 250000, tzinfo=UTC)
+    store.log_forecasts([{**_forecast("general"), "origin": "api", "created_at": when, "horizon": 5}])
+    shared = ForecastRow({**_forecast("-"), "horizon": 5})
+    store.append_forecasts([Logged(shared, f"fast{n}", "api", when) for n in range(150)])  # 3 INSERTs
+    store.append_forecasts([Logged(shared, "fast0", "what-if", when)])  # already there: kept
+    rows = store.load_forecasts(ticker="AAA").set_index("request_id").drop(columns=["id"])
+    assert len(rows) == 151
+    general, fast = rows.loc["general"], rows.loc["fast0"]
+    assert fast.to_dict() == general.to_dict()
+    assert fast["origin"] == "api" and fast["horizon"] == 5 and fast["features"] == '{"x": 1.0}'
+
+
 def test_forecasts_are_logged_once_per_request_id(store):
     assert store.log_forecasts([_forecast("a"), _forecast("b")]) == 2
     assert store.log_forecasts([_forecast("a")]) == 0
@@ -95,17 +115,17 @@ def test_the_forecast_log_shares_commits_and_fails_only_the_bad_request(store, m
 
     # A gate in front of the real write keeps the writer busy inside a commit, on any backend.
     gate = threading.Event()
-    write = store.log_forecasts
+    write = store.append_forecasts
 
     def slow_write(records):
         assert gate.wait(30)
         return write(records)
 
-    monkeypatch.setattr(store, "log_forecasts", slow_write)
+    monkeypatch.setattr(store, "append_forecasts", slow_write)
     writer = ForecastLog(lambda: store)
     try:
         # While a commit is under way, 400 requests arrive.
-        futures = [writer.submit([_forecast(f"r{n}")]) for n in range(400)]
+        futures = [writer.submit([_served(f"r{n}")]) for n in range(400)]
         assert not any(future.done() for future in futures)  # nothing answered before stored
         gate.set()
         wait(futures)
@@ -113,12 +133,12 @@ def test_the_forecast_log_shares_commits_and_fails_only_the_bad_request(store, m
         assert len(store.load_forecasts(ticker="AAA")) == 400
         assert writer.commits <= 2  # those waiting together went out in one transaction
 
-        bad = {**_forecast("bad"), "ticker": None}  # violates NOT NULL
+        bad = _served("bad", ticker=None)  # violates NOT NULL
         gate.clear()  # keep the writer busy so the three requests queue together
-        busy = writer.submit([_forecast("busy")])
-        first = writer.submit([_forecast("good")])
+        busy = writer.submit([_served("busy")])
+        first = writer.submit([_served("good")])
         second = writer.submit([bad])
-        third = writer.submit([_forecast("also-good")])
+        third = writer.submit([_served("also-good")])
         gate.set()
         assert busy.result(10) is None and first.result(10) is None and third.result(10) is None
         with pytest.raises(Exception, match=r"(?i)not.null"):
@@ -127,7 +147,7 @@ def test_the_forecast_log_shares_commits_and_fails_only_the_bad_request(store, m
     finally:
         gate.set()
         writer.close()
-    refused = writer.submit([_forecast("late")])
+    refused = writer.submit([_served("late")])
     with pytest.raises(RuntimeError, match="closed"):
         refused.result(1)
 

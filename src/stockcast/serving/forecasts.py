@@ -20,24 +20,29 @@ it is the first, whose forecast fills the one-day fields.
 
 from __future__ import annotations
 
-import asyncio
+import json
 import logging
 import math
+import re
+import secrets
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from fastapi import HTTPException
+from fastapi.responses import Response
 
 from stockcast.failpoints import failpoint
 from stockcast.horizons import horizon_label
+from stockcast.serving.ids import new_ids
 from stockcast.serving.schemas import ForecastResponse, HorizonForecast, Interval, ModelRef
 from stockcast.serving.state import LoadedChampion, ServingState, signature
+from stockcast.store.database import ForecastRow, Logged
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,6 +76,14 @@ class Prepared:
         parts |= {f"features.{name}": value for name, value in self.features.items()}
         return [name for name, value in parts.items() if not math.isfinite(value)]
 
+    @cached_property
+    def logged(self) -> ForecastRow:
+        """This forecast's row in the forecast log but for each serving's request id, origin and
+        time: made once (the feature values serialised once), not per request."""
+        record = self.forecast.record("", "")
+        record["features"] = json.dumps(self.features, sort_keys=True)
+        return ForecastRow(record)
+
 
 Champions = dict[int, LoadedChampion]  # a ticker's champions by horizon
 
@@ -84,6 +97,8 @@ class Ready:
     by_horizon: dict[int, Prepared]
     fetched_at: float
     broken: dict[int, str] = field(default_factory=dict)
+    # Answers rendered once, by the horizons they hold (see ``Rendered``).
+    rendered: dict[tuple[int, ...], Rendered] = field(default_factory=dict, compare=False, repr=False)
 
     def pick(self, horizons: Sequence[int], every: bool = False) -> list[Prepared]:
         """The forecasts of ``horizons`` in that order; 503 naming one that is not servable.
@@ -316,59 +331,107 @@ def what_if(state: ServingState, ticker: str, champions: Champions, closes: list
     return Ready(signature(champions), by_horizon, time.monotonic())
 
 
-def _records(prepared: Sequence[Prepared], origin: str) -> list[dict[str, Any]]:
+def _records(prepared: Sequence[Prepared], origin: str) -> list[Logged]:
     now = datetime.now(UTC)
     return [
-        {**item.forecast.record(uuid.uuid4().hex, origin, item.features), "created_at": now}
-        for item in prepared
+        Logged(item.logged, request_id, origin, now)
+        for item, request_id in zip(prepared, new_ids(len(prepared)), strict=True)
     ]
 
 
 Answer = Sequence[Prepared]  # one ticker's answer: its forecasts, the shortest horizon first
 
 
+async def _log(state: ServingState, records: list[Logged]) -> None:
+    """Commit the rows to the forecast log (shared with whatever else is being served); a 503
+    when they cannot be, so that nothing unlogged is served."""
+    try:
+        await state.forecast_log.write(records)
+    except Exception as error:
+        raise HTTPException(503, LOG_FAILED) from error
+
+
 async def serve(state: ServingState, answers: Sequence[Answer], origin: str) -> list[ForecastResponse]:
     """Log every forecast of the answers (one shared commit with whatever else is being served),
     then answer; forecasts that cannot be logged are not served (503)."""
     records = _records([item for answer in answers for item in answer], origin)
-    try:
-        await asyncio.wrap_future(state.forecast_log.submit(records))
-    except Exception as error:
-        raise HTTPException(503, LOG_FAILED) from error
-    return _answers(state, answers, records, origin)
-
-
-def _answers(
-    state: ServingState, answers: Sequence[Answer], records: list[dict[str, Any]], origin: str
-) -> list[ForecastResponse]:
+    await _log(state, records)
     logged = iter(records)
     responses = []
     for answer in answers:
-        horizons = [
-            _horizon_answer(state, item.forecast, next(logged)["request_id"], origin) for item in answer
-        ]
-        first, forecast = horizons[0], answer[0].forecast
-        responses.append(
-            ForecastResponse(
-                ticker=forecast.ticker,
-                as_of=forecast.as_of,
-                horizon=first.horizon,
-                target_date=first.target_date,
-                predicted_close=first.predicted_close,
-                interval=first.interval,
-                intervals=first.intervals,
-                model=first.model,
-                request_id=first.request_id,
-                forecasts=horizons,
-            )
-        )
+        ids = [next(logged).request_id for _ in answer]
+        responses.append(_response(answer, ids))
+        _count(state, answer, origin)
     return responses
 
 
-def _horizon_answer(state: ServingState, forecast: Forecast, request_id: str, origin: str) -> HorizonForecast:
-    state.metrics.forecasts.labels(
-        forecast.ticker, str(forecast.horizon), forecast.model_version, origin
-    ).inc()
+async def serve_kept(state: ServingState, ready: Ready, answer: Answer, origin: str) -> Response:
+    """``serve`` for one answer of kept forecasts (GET /predict/{ticker}): the same log rows and
+    the same JSON, from the answer rendered once per kept entry, with its request ids put in."""
+    horizons = tuple(item.forecast.horizon for item in answer)
+    rendered = ready.rendered.get(horizons)
+    if rendered is None:
+        rendered = ready.rendered.setdefault(horizons, Rendered.of(answer))
+    records = _records(answer, origin)
+    await _log(state, records)
+    _count(state, answer, origin)
+    return Response(rendered.body([record.request_id for record in records]), media_type="application/json")
+
+
+def _count(state: ServingState, answer: Answer, origin: str) -> None:
+    for item in answer:
+        forecast = item.forecast
+        state.metrics.forecast_served(forecast.ticker, forecast.horizon, forecast.model_version, origin).inc()
+
+
+def _response(answer: Answer, request_ids: Sequence[str]) -> ForecastResponse:
+    horizons = [
+        _horizon_answer(item.forecast, request_id)
+        for item, request_id in zip(answer, request_ids, strict=True)
+    ]
+    first, forecast = horizons[0], answer[0].forecast
+    return ForecastResponse(
+        ticker=forecast.ticker,
+        as_of=forecast.as_of,
+        horizon=first.horizon,
+        target_date=first.target_date,
+        predicted_close=first.predicted_close,
+        interval=first.interval,
+        intervals=first.intervals,
+        model=first.model,
+        request_id=first.request_id,
+        forecasts=horizons,
+    )
+
+
+_MARK = secrets.token_hex(8)  # stands in for request ids while an answer is rendered
+_MARKED = re.compile(rf"{_MARK}(\d{{4}})")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """An answer's JSON (``ForecastResponse`` as pydantic writes it) with its request ids cut
+    out: ``parts[0] id parts[1] id ...``, each gap the id of horizon ``slots[i]`` of the answer.
+    A kept forecast is answered again and again with only new ids, so it is validated and
+    serialised once, not per request."""
+
+    parts: tuple[bytes, ...]
+    slots: tuple[int, ...]
+
+    @classmethod
+    def of(cls, answer: Answer) -> Rendered:
+        text = _response(answer, [f"{_MARK}{index:04d}" for index in range(len(answer))]).model_dump_json()
+        pieces = _MARKED.split(text)
+        return cls(tuple(piece.encode() for piece in pieces[::2]), tuple(int(slot) for slot in pieces[1::2]))
+
+    def body(self, request_ids: Sequence[str]) -> bytes:
+        out = [self.parts[0]]
+        for slot, part in zip(self.slots, self.parts[1:], strict=True):
+            out += (request_ids[slot].encode(), part)
+        return b"".join(out)
+
+
+def _horizon_answer(forecast: Forecast, request_id: str) -> HorizonForecast:
     return HorizonForecast(
         horizon=forecast.horizon,
         target_date=forecast.target_date,

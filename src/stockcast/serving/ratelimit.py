@@ -18,9 +18,13 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
+    @property
+    def unlimited(self) -> bool:
+        return self.capacity <= 0
+
     def retry_after(self, client: str) -> int | None:
         """Take a token for ``client``; None when allowed, else whole seconds to wait."""
-        if self.capacity <= 0:
+        if self.unlimited:
             return None
         now = self.clock()
         with self._lock:

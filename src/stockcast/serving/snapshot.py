@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
-FORMAT = 2  # 2: champions and forecasts per horizon
+FORMAT = 3  # 2: champions and forecasts per horizon; 3: kept answers keep their rendered JSON
 
 
 class _Champions(Protocol):

@@ -68,7 +68,9 @@ class ChampionCache:
         self.tickers = tickers
         self.horizons = sorted(horizons or [1])
         self.metrics = metrics
+        # Replaced whole on every change, never changed in place (requests read it unlocked).
         self._champions: dict[tuple[str, int], LoadedChampion] = {}
+        self._by_ticker: tuple[dict[Any, Any], dict[str, dict[int, LoadedChampion]]] = ({}, {})
         self.problems: dict[str, str] = {}
         self.verified = False  # the registry has been asked at least once
         self._lock = threading.Lock()
@@ -98,13 +100,21 @@ class ChampionCache:
         return self._champions.get((ticker, self.shortest if horizon is None else horizon))
 
     def of(self, ticker: str) -> dict[int, LoadedChampion]:
-        """Every loaded champion of a ticker, by horizon, shortest first."""
+        """Every loaded champion of a ticker, by horizon, shortest first (not to be changed:
+        it is kept for the next request until the champions change)."""
         champions = self._champions
-        return {
-            horizon: champions[(ticker, horizon)]
-            for horizon in self.horizons
-            if (ticker, horizon) in champions
-        }
+        source, views = self._by_ticker
+        if source is not champions:
+            views = {}
+            self._by_ticker = (champions, views)
+        found = views.get(ticker)
+        if found is None:
+            found = views[ticker] = {
+                horizon: champions[(ticker, horizon)]
+                for horizon in self.horizons
+                if (ticker, horizon) in champions
+            }
+        return found
 
     def signature(self, ticker: str) -> tuple[tuple[int, str], ...]:
         return signature(self.of(ticker))

@@ -13,8 +13,9 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, date, datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, and_, create_engine, event, func, select
@@ -26,8 +27,62 @@ from stockcast.store.schema import forecasts, jobs, monitoring, prices, promotio
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 FORECAST_COLUMNS = [column.name for column in forecasts.columns]
+# What a forecast has when it is logged (the others wait for its actual): what it says, then what
+# each request that serves it gives it.
+FORECAST_CONTENT = (
+    "ticker",
+    "as_of",
+    "target_date",
+    "predicted_close",
+    "last_close",
+    "lower",
+    "upper",
+    "level",
+    "model_name",
+    "model_version",
+    "model_kind",
+    "features",
+    "intervals",
+    "horizon",
+)
+PER_REQUEST_COLUMNS = ("request_id", "origin", "created_at")
+LOGGED_COLUMNS = FORECAST_CONTENT + PER_REQUEST_COLUMNS
+APPEND_CHUNK = 64  # rows per INSERT statement: 17 x 64 parameters, well inside every database's limit
 PROMOTION_COLUMNS = [column.name for column in promotions.columns]
 MONITORING_COLUMNS = [column.name for column in monitoring.columns]
+
+
+class ForecastRow:
+    """A forecast as the forecast log keeps it, but for the request id, origin and time each
+    serving of it adds: made once per forecast that is served many times, and converted for
+    the database once (``values``)."""
+
+    __slots__ = ("_values", "record")
+
+    def __init__(self, record: dict[str, Any]):
+        self.record = record
+        self._values: tuple[str, tuple[Any, ...]] | None = None  # (dialect, converted values)
+
+    def values(self, store: Store) -> tuple[Any, ...]:
+        dialect = store.engine.dialect.name
+        cached = self._values
+        if cached is None or cached[0] != dialect:
+            row = _forecast_row(self.record)
+            converted = tuple(
+                convert(row[name]) if convert else row[name]
+                for name, convert in zip(FORECAST_CONTENT, store.converters(FORECAST_CONTENT), strict=True)
+            )
+            cached = self._values = (dialect, converted)
+        return cached[1]
+
+
+class Logged(NamedTuple):
+    """One forecast served: what it says, and the request id, origin and time of this serving."""
+
+    row: ForecastRow
+    request_id: str
+    origin: str
+    created_at: datetime
 
 
 class StoreUnavailableError(RuntimeError):
@@ -84,6 +139,16 @@ def _upsert(
     return statement.on_conflict_do_nothing(index_elements=list(keys))
 
 
+def _forecast_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A forecast record as the forecasts table stores it (every column but the id)."""
+    row = {key: record.get(key) for key in FORECAST_COLUMNS if key != "id"}
+    if isinstance(row["features"], dict):
+        row["features"] = json.dumps(row["features"], sort_keys=True)
+    row["created_at"] = row["created_at"] or datetime.now(UTC)
+    row["horizon"] = row["horizon"] or 1
+    return row
+
+
 def _none_if_nan(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
@@ -127,6 +192,20 @@ class Store:
         # SQLite takes one writer at a time and makes the others sleep and retry; threads of
         # one process (the API under load) queue here instead, in order and without sleeping.
         self._write_lock = threading.Lock() if self._is_sqlite else None
+        self._append_sqls: dict[int, str] = {}
+        self._checkpointer: Any = None
+
+    def checkpoint_behind(self) -> None:
+        """Copy SQLite's write-ahead log into the database file from a thread of its own as well
+        (see ``stockcast.store.checkpoints``): for a process that commits many times a second
+        while requests wait for the commits, the API. Nothing to do on a database server."""
+        database = self.engine.url.database
+        if not self._is_sqlite or self._checkpointer is not None or database in {None, "", ":memory:"}:
+            return
+        from stockcast.store.checkpoints import WalCheckpointer
+
+        self._checkpointer = WalCheckpointer(str(database))
+        self._checkpointer.start()
 
     def _connect(self, retry: bool = True) -> Connection:
         """A connection, retried with backoff while a database server refuses them (it may be
@@ -289,19 +368,70 @@ class Store:
         """Store forecasts; a request id already stored is left as it was. Returns new rows."""
         if not records:
             return 0
-        rows = []
-        for record in records:
-            row = {key: record.get(key) for key in FORECAST_COLUMNS if key != "id"}
-            if isinstance(row["features"], dict):
-                row["features"] = json.dumps(row["features"], sort_keys=True)
-            row["created_at"] = row["created_at"] or datetime.now(UTC)
-            row["horizon"] = row["horizon"] or 1
-            rows.append(row)
+        rows = [_forecast_row(record) for record in records]
         statement = _upsert(self.engine.dialect.name, forecasts, rows, ["request_id"], update=False)
         # RETURNING yields only the rows inserted (a conflicting request id returns nothing),
         # where a count before and after would scan the whole table twice per call.
         with self._writing() as connection:
             return len(connection.execute(statement.returning(forecasts.c.request_id), rows).all())
+
+    def append_forecasts(self, entries: Sequence[Logged]) -> None:
+        """``log_forecasts`` for the API's forecast log, where nothing waits for a count: the
+        same rows (a request id already stored is left as it was), in one transaction.
+
+        The rows go in as one multi-row INSERT per ``APPEND_CHUNK`` rows, with only the columns a
+        new forecast has, its text written once per number of rows and handed to the driver as
+        is. The driver lets go of Python's global lock for each statement it runs: one
+        statement for the lot, not one per row, so the thread answering requests is not held
+        up by a lock passed back and forth a hundred times a commit. A forecast served again and
+        again (``ForecastRow``) has its values converted for the database once."""
+        if not entries:
+            return
+        request_id, origin, created_at = self._append_converters
+        values: list[Any] = []
+        stamps: dict[int, Any] = {}  # the entries of one request share their time
+        for row, request, source, created in entries:
+            stamp = stamps.get(id(created))
+            if stamp is None:
+                stamp = stamps[id(created)] = created_at(created) if created_at else created
+            values += row.values(self)
+            values += (
+                request_id(request) if request_id else request,
+                origin(source) if origin else source,
+                stamp,
+            )
+        width = len(LOGGED_COLUMNS)
+        with self._writing() as connection:
+            for first in range(0, len(entries), APPEND_CHUNK):
+                count = min(APPEND_CHUNK, len(entries) - first)
+                chunk = values[first * width : (first + count) * width]
+                connection.exec_driver_sql(self._append_sql(count), tuple(chunk))
+
+    def converters(self, columns: Sequence[str]) -> list[Any]:
+        """Each forecast column's conversion of a Python value to what this database's driver
+        takes (None: as it is), as SQLAlchemy itself converts it (dates to ISO text on SQLite)."""
+        dialect = self.engine.dialect
+        return [forecasts.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
+
+    @cached_property
+    def _append_converters(self) -> list[Any]:
+        return self.converters(PER_REQUEST_COLUMNS)
+
+    def _append_sql(self, rows: int) -> str:
+        cached = self._append_sqls.get(rows)
+        if cached is None:
+            dialect = self.engine.dialect
+            if dialect.paramstyle not in {"qmark", "format", "pyformat"}:
+                raise StoreUnavailableError(f"unsupported driver parameter style {dialect.paramstyle!r}")
+            mark = "?" if dialect.paramstyle == "qmark" else "%s"
+            quote = dialect.identifier_preparer.quote
+            row = "(" + ", ".join([mark] * len(LOGGED_COLUMNS)) + ")"
+            # Made of the schema's own names and parameter marks only: every value is a parameter.
+            cached = self._append_sqls[rows] = (
+                f"INSERT INTO {quote(forecasts.name)} ({', '.join(quote(name) for name in LOGGED_COLUMNS)}) "  # noqa: S608  # nosec B608
+                f"VALUES {', '.join([row] * rows)} ON CONFLICT ({quote('request_id')}) DO NOTHING"
+            )
+        return cached
 
     def count_forecasts(self) -> int:
         with self._reading() as connection:
@@ -755,6 +885,9 @@ class Store:
         return _lease_row(row)
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         self.engine.dispose()
 
 
