@@ -1,23 +1,31 @@
 """Serving throughput and latency under a real HTTP load generator (wrk), side by side:
 
-- stockcast's GET /predict/{ticker} as deployed: the forecast kept per champion version and
-  online vector (the forecast cache, read again every STOCKCAST_FEATURE_REFRESH_SECONDS),
-  logged before it is answered, metrics,
+- stockcast's GET /predict/{ticker} as deployed: every configured horizon in one answer (the
+  forecasts kept per champion version and online vector, read again every
+  STOCKCAST_FEATURE_REFRESH_SECONDS), one row per horizon committed to the forecast log before
+  the answer, metrics, access log, and the rate limiter on (at ``LOAD_RATE_LIMIT`` a minute, so
+  that its bookkeeping runs for every request and the benchmark's one client is never refused),
+- the same server with its forecast log switched off (benchmarks/unlogged_app.py): what the
+  durable log costs,
 - the same route uncached (STOCKCAST_FEATURE_REFRESH_SECONDS=0): each request reads the
-  online features, checks their freshness and applies the champion,
-- a bare FastAPI JSON endpoint under the same uvicorn settings,
+  online features, checks their freshness and applies the champions,
+- bare FastAPI JSON endpoints under the same uvicorn settings: ``async def`` (the framework's
+  ceiling, the reference of the serving goals) and ``def`` (run in FastAPI's thread pool),
 - `mlflow models serve` for the same champion (POST /invocations with one feature row: the
   model applied to every request).
 
-All on 127.0.0.1, fixed concurrency and duration. Needs `wrk` (Debian package). The uncached
-route and `mlflow models serve` are also loaded with one connection, where no two stockcast
-requests can share a read of the online store.
+All on 127.0.0.1, fixed concurrency and duration, one uvicorn worker each. Needs `wrk` (Debian
+package). The uncached route and `mlflow models serve` are also loaded with one connection,
+where no two stockcast requests can share a read of the online store.
 
-Then the cold start of `stockcast serve`, process start to the first 200 from
-GET /predict/AAPL (the first forecast answered) and to a ready /health, first without and
-then with the last run's snapshot (median of --starts each); its resident memory after the
-load with the 4 sample tickers, and again serving 50 tickers of ../shared/data (trained on
-the naive and ridge candidates with 60-day backtests, loaded over all 50).
+Then the warm-up: a restart of `stockcast serve` (from the snapshot its last stop wrote) loaded
+at once when /health turns ready, its first 10 s against the next 10 s; the cold start of
+`stockcast serve`, process start to the first 200 from GET /predict/AAPL (the first forecast
+answered) and to a ready /health, first without and then with the last run's snapshot (median
+of --starts each); its resident memory after the load with the 4 sample tickers; and the same
+throughput, latency and logging figures serving 50 tickers of ../shared/data (trained on the
+naive and ridge candidates with 60-day backtests), wrk spreading its requests over all 50 with
+a Lua script.
 
     .venv/bin/python benchmarks/bench_serving.py [--seconds 10] [--connections 32] [--starts 3]
         [--memory-tickers 50] [--json FILE]
@@ -44,8 +52,16 @@ from typing import Any
 from figures import Figure, emit
 
 BIN = Path(sys.executable).parent
+HERE = Path(__file__).resolve().parent
 COLD_START_GOAL_SECONDS = 3.0
 MEMORY_GOAL_MB = 400.0
+THROUGHPUT_GOAL = 0.5  # GET /predict against the async bare endpoint
+P99_GOAL = 1 / 3  # the bare endpoint's p99 / ours: ours within 3x
+LOGGING_P50_GOAL = 1 / 1.1  # unlogged p50 / logged p50: logging adds at most 10 %
+LOGGING_P99_GOAL = 1 / 1.2  # ... and at most 20 % to the p99
+WARM_UP_THROUGHPUT_GOAL = 0.8  # the first 10 s of load after ready, against the next 10 s
+WARM_UP_P99_GOAL = 0.5  # warm p99 / first-10-s p99: within 2x
+LOAD_RATE_LIMIT = 100_000_000  # a minute: on, and far above what one client sends in a run
 ROOT = Path(__file__).resolve().parents[1]
 PRICES = ROOT.parent / "shared" / "data" / "sp500_2018_2023.parquet"
 # The 50-ticker served set: the sample's candidates, on short backtests so it trains quickly.
@@ -85,13 +101,17 @@ def wait_until_ready(
     raise TimeoutError(f"{url} was not ready within {deadline_seconds} s")
 
 
-def run_wrk(url: str, seconds: int, connections: int, script: Path | None = None) -> dict[str, float]:
-    """A 2-second warm-up at the same concurrency, then the measured run."""
+def run_wrk(
+    url: str, seconds: int, connections: int, script: Path | None = None, warm_up: bool = True
+) -> dict[str, float]:
+    """A 2-second warm-up at the same concurrency (unless ``warm_up`` is off), then the
+    measured run."""
     threads = f"-t{min(2, connections)}"  # wrk wants at least one connection per thread
-    warm_up = ["wrk", threads, f"-c{connections}", "-d2s", url]
-    if script:
-        warm_up[1:1] = ["-s", str(script)]
-    subprocess.run(warm_up, capture_output=True, check=True)
+    if warm_up:
+        first = ["wrk", threads, f"-c{connections}", "-d2s", url]
+        if script:
+            first[1:1] = ["-s", str(script)]
+        subprocess.run(first, capture_output=True, check=True)
     command = ["wrk", threads, f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if script:
         command[1:1] = ["-s", str(script)]
@@ -163,11 +183,63 @@ def stockcast_run(env: dict[str, str]) -> None:
         raise SystemExit(f"`stockcast run` exited {done.returncode}: {(done.stderr or done.stdout)[-800:]}")
 
 
-def memory_at_scale(
-    count: int, base: dict[str, str], folder: Path, seconds: int, connections: int
+def serve_command(port: int, unlogged: bool = False) -> list[str]:
+    """`stockcast serve`, or the same app with its forecast log switched off."""
+    if unlogged:
+        return [
+            str(BIN / "uvicorn"),
+            "--factory",
+            "unlogged_app:create_app",
+            "--app-dir",
+            str(HERE),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+    return [str(BIN / "stockcast"), "serve", "--port", str(port)]
+
+
+def bare_command(port: int, app: str) -> list[str]:
+    return [
+        str(BIN / "uvicorn"),
+        f"bare_app:{app}",
+        "--app-dir",
+        str(HERE),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+
+
+def stop(servers: list[subprocess.Popen[bytes]]) -> None:
+    for server in servers:
+        server.terminate()  # a graceful stop: stockcast writes its snapshot
+    for server in servers:
+        server.wait(timeout=60)
+
+
+def spread_script(folder: Path, tickers: list[str]) -> Path:
+    """A wrk Lua script sending each request to the next of ``tickers`` in turn."""
+    script = folder / f"tickers-{len(tickers)}.lua"
+    names = ", ".join(f'"{ticker}"' for ticker in tickers)
+    script.write_text(
+        f"local tickers = {{{names}}}\nlocal i = 0\n"
+        "request = function()\n  i = i + 1\n"
+        '  return wrk.format(nil, "/predict/" .. tickers[(i % #tickers) + 1])\nend\n'
+    )
+    return script
+
+
+def at_scale(
+    count: int, base: dict[str, str], folder: Path, seconds: int, connections: int, bare_url: str
 ) -> dict[str, Any]:
-    """Resident memory of `stockcast serve` serving ``count`` tickers of ../shared/data, after
-    a load over all of them (wrk cycles through the tickers)."""
+    """Serving ``count`` tickers of ../shared/data: GET /predict logged and unlogged, and the
+    bare async endpoint, each with wrk spreading its requests over all of them; the resident
+    memory of `stockcast serve` after its load."""
     import pandas as pd
 
     tickers = sorted(pd.read_parquet(PRICES, columns=["ticker"])["ticker"].astype(str).unique())[:count]
@@ -183,30 +255,109 @@ def memory_at_scale(
     began = time.perf_counter()
     stockcast_run(env)
     trained = time.perf_counter() - began
-    script = folder / f"tickers-{count}.lua"
-    names = ", ".join(f'"{ticker}"' for ticker in tickers)
-    script.write_text(
-        f"local tickers = {{{names}}}\nlocal i = 0\n"
-        "request = function()\n  i = i + 1\n"
-        '  return wrk.format(nil, "/predict/" .. tickers[(i % #tickers) + 1])\nend\n'
-    )
-    port = free_port()
+    script = spread_script(folder, tickers)
+    ports = {"logged": free_port(), "unlogged": free_port()}
     with open(folder / f"server-{count}.log", "w") as logs:
-        server = start([str(BIN / "stockcast"), "serve", "--port", str(port)], env, logs)
+        servers = {
+            name: start(serve_command(port, unlogged=name == "unlogged"), env, logs)
+            for name, port in ports.items()
+        }
         try:
-            wait_until_ready(f"http://127.0.0.1:{port}/health", 120)
-            load = run_wrk(f"http://127.0.0.1:{port}/predict/{tickers[0]}", seconds, connections, script)
-            rss, peak = resident_mb(server.pid)
+            for port in ports.values():
+                wait_until_ready(f"http://127.0.0.1:{port}/health", 120)
+            loads = {
+                name: run_wrk(f"http://127.0.0.1:{port}/predict/{tickers[0]}", seconds, connections, script)
+                for name, port in ports.items()
+            }
+            loads["bare"] = run_wrk(bare_url, seconds, connections, script)
+            rss, peak = resident_mb(servers["logged"].pid)
         finally:
-            server.terminate()
-            server.wait(timeout=60)
-    if load["non_2xx"]:
-        raise SystemExit(f"non-2xx answers serving {count} tickers; see {folder}/server-{count}.log")
-    return {"tickers": len(tickers), "rss": rss, "peak": peak, "load": load, "trained_seconds": trained}
+            stop(list(servers.values()))
+    failed = [name for name, load in loads.items() if load["non_2xx"]]
+    if failed:
+        raise SystemExit(
+            f"non-2xx answers serving {count} tickers ({failed}); see {folder}/server-{count}.log"
+        )
+    return {"tickers": len(tickers), "rss": rss, "peak": peak, "loads": loads, "trained_seconds": trained}
+
+
+def warm_up(
+    env: dict[str, str], data: Path, seconds: int, connections: int, keep_snapshot: bool
+) -> dict[str, Any]:
+    """`stockcast serve` started and loaded at once when /health turns ready: the first
+    ``seconds`` of load (no warm-up run before) and the next ``seconds``."""
+    if not keep_snapshot:
+        shutil.rmtree(data / "serving", ignore_errors=True)
+    port = free_port()
+    with open(data.parent / "warm-up.log", "a") as logs:
+        server = start(serve_command(port), env, logs)
+        try:
+            ready = wait_until_ready(f"http://127.0.0.1:{port}/health", 120)
+            url = f"http://127.0.0.1:{port}/predict/AAPL"
+            first = run_wrk(url, seconds, connections, warm_up=False)
+            warm = run_wrk(url, seconds, connections, warm_up=False)
+        finally:
+            stop([server])
+    return {"ready": ready, "first": first, "warm": warm}
 
 
 def spread(values: list[float]) -> str:
     return ", ".join(f"{value:.2f}" for value in values)
+
+
+def load_line(name: str, figures: dict[str, float]) -> str:
+    return (
+        f"  {name:44s} {figures['rps']:9.0f} req/s   p50 {figures['p50']:7.2f} ms   "
+        f"p99 {figures['p99']:7.2f} ms   non-2xx {figures['non_2xx']:.0f}"
+    )
+
+
+def serving_figures(
+    area: str,
+    label: str,
+    ours: dict[str, float],
+    bare: dict[str, float],
+    unlogged: dict[str, float],
+    note: str,
+) -> list[Figure]:
+    """GET /predict against the async bare endpoint, and logging on against off."""
+    return [
+        Figure(
+            area,
+            f"GET /predict throughput vs a bare async FastAPI endpoint{label}",
+            f"{ours['rps']:,.0f} req/s",
+            f"{bare['rps']:,.0f} req/s",
+            ours["rps"] / bare["rps"],
+            THROUGHPUT_GOAL,
+            note,
+        ),
+        Figure(
+            area,
+            f"GET /predict p99 latency vs a bare async FastAPI endpoint (bare p99 / ours){label}",
+            f"{ours['p99']:.2f} ms",
+            f"{bare['p99']:.2f} ms",
+            bare["p99"] / ours["p99"],
+            P99_GOAL,
+            f"p50 {ours['p50']:.2f} vs {bare['p50']:.2f} ms",
+        ),
+        Figure(
+            area,
+            f"GET /predict p50 with the forecast log vs without (without / with; goal: logging adds <= 10%){label}",
+            f"{ours['p50']:.2f} ms",
+            f"{unlogged['p50']:.2f} ms unlogged",
+            unlogged["p50"] / ours["p50"],
+            LOGGING_P50_GOAL,
+            f"throughput {ours['rps']:,.0f} vs {unlogged['rps']:,.0f} req/s unlogged",
+        ),
+        Figure(
+            area,
+            f"GET /predict p99 with the forecast log vs without (without / with; goal: logging adds <= 20%){label}",
+            f"{ours['p99']:.2f} ms",
+            f"{unlogged['p99']:.2f} ms unlogged",
+            unlogged["p99"] / ours["p99"],
+            LOGGING_P99_GOAL,
+        ),
+    ]
 
 
 def main() -> int:
@@ -225,6 +376,7 @@ def main() -> int:
     if not PRICES.exists():
         print(f"skipped: {PRICES} is not there (the shared data folder sits beside the project)")
         return 0
+    seconds, connections = args.seconds, args.connections
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "data"
         env = {
@@ -233,37 +385,24 @@ def main() -> int:
             "STOCKCAST_SOURCE": "sample",
             "STOCKCAST_MODELS": "naive,ridge",
             "STOCKCAST_TICKERS": "AAPL,MSFT,GOOG,IBM",
-            "STOCKCAST_RATE_LIMIT_PER_MINUTE": "0",
+            "STOCKCAST_RATE_LIMIT_PER_MINUTE": str(LOAD_RATE_LIMIT),
             "MLFLOW_TRACKING_URI": f"sqlite:///{data / 'mlflow.db'}",
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow serve starts uvicorn by name
         }
+        env.pop("STOCKCAST_HORIZONS", None)  # the product's default horizons
         stockcast_run(env)
-        ports = {name: free_port() for name in ("stockcast", "uncached", "bare", "mlflow")}
+        names = ("stockcast", "unlogged", "uncached", "bare", "bare sync", "mlflow")
+        ports = {name: free_port() for name in names}
         logs = open(Path(folder) / "servers.log", "w")  # noqa: SIM115 - closed below
         servers = {
-            "stockcast": start(
-                [str(BIN / "stockcast"), "serve", "--port", str(ports["stockcast"])], env, logs
-            ),
-            # Every request reads the online store and applies the champion (no kept forecast).
+            "stockcast": start(serve_command(ports["stockcast"]), env, logs),
+            "unlogged": start(serve_command(ports["unlogged"], unlogged=True), env, logs),
+            # Every request reads the online store and applies the champions (no kept forecast).
             "uncached": start(
-                [str(BIN / "stockcast"), "serve", "--port", str(ports["uncached"])],
-                {**env, "STOCKCAST_FEATURE_REFRESH_SECONDS": "0"},
-                logs,
+                serve_command(ports["uncached"]), {**env, "STOCKCAST_FEATURE_REFRESH_SECONDS": "0"}, logs
             ),
-            "bare": start(
-                [
-                    str(BIN / "uvicorn"),
-                    "bare_app:app",
-                    "--port",
-                    str(ports["bare"]),
-                    "--log-level",
-                    "warning",
-                    "--no-access-log",
-                ],
-                env,
-                logs,
-                cwd=ROOT / "benchmarks",
-            ),
+            "bare": start(bare_command(ports["bare"], "app"), env, logs),
+            "bare sync": start(bare_command(ports["bare sync"], "sync_app"), env, logs),
             "mlflow": start(
                 [
                     str(BIN / "mlflow"),
@@ -305,46 +444,59 @@ def main() -> int:
             )
             url = {name: f"http://127.0.0.1:{port}/predict/AAPL" for name, port in ports.items()}
             url["mlflow"] = f"http://127.0.0.1:{ports['mlflow']}/invocations"
-            for name in ("stockcast", "uncached"):
+            for name in ("stockcast", "unlogged", "uncached"):
                 wait_until_ready(f"http://127.0.0.1:{ports[name]}/health", 120)
-            wait_until_ready(url["bare"], 60)
+            for name in ("bare", "bare sync"):
+                wait_until_ready(url[name], 60)
             wait_until_ready(url["mlflow"], 180, "POST", invocation.encode())
-            seconds, connections = args.seconds, args.connections
             results = {
                 "stockcast GET /predict/AAPL": run_wrk(url["stockcast"], seconds, connections),
+                "stockcast, forecast log off": run_wrk(url["unlogged"], seconds, connections),
+                "bare FastAPI, async def": run_wrk(url["bare"], seconds, connections),
+                "bare FastAPI, def (thread pool)": run_wrk(url["bare sync"], seconds, connections),
                 "stockcast uncached (refresh 0 s)": run_wrk(url["uncached"], seconds, connections),
-                "bare FastAPI JSON endpoint": run_wrk(url["bare"], seconds, connections),
                 "mlflow models serve /invocations": run_wrk(url["mlflow"], seconds, connections, script),
                 "stockcast uncached, 1 connection": run_wrk(url["uncached"], seconds, 1),
                 "mlflow models serve, 1 connection": run_wrk(url["mlflow"], seconds, 1, script),
             }
             memory = {name: resident_mb(servers[name].pid) for name in ("stockcast", "bare")}
         finally:
-            for server in servers.values():
-                server.terminate()
-            for server in servers.values():
-                server.wait(timeout=60)
+            stop([server for name, server in servers.items() if name != "bare"])
+        try:
+            failed = [name for name, figures in results.items() if figures["non_2xx"]]
+            if failed:  # fast errors would pass for fast answers
+                print(
+                    f"error: non-2xx answers under load from {', '.join(failed)}; see the servers' log",
+                    file=sys.stderr,
+                )
+                return 1
+            # The stop above wrote the snapshot a restart serves from.
+            warm = {
+                "restart": warm_up(env, data, seconds, connections, keep_snapshot=True),
+                "first": warm_up(env, data, seconds, connections, keep_snapshot=False),
+            }
+            starts: dict[str, list[tuple[float, float]]] = {"first": [], "restart": []}
+            for _ in range(args.starts):  # alternated, each restart from the snapshot the start before left
+                starts["first"].append(cold_start(env, data, keep_snapshot=False))
+                starts["restart"].append(cold_start(env, data, keep_snapshot=True))
+            scale = at_scale(args.memory_tickers, env, Path(folder), seconds, connections, url["bare"])
+        finally:
+            stop([servers["bare"]])
             logs.close()
-        failed = [name for name, figures in results.items() if figures["non_2xx"]]
-        if failed:  # fast errors would pass for fast answers
-            print(
-                f"error: non-2xx answers under load from {', '.join(failed)}; see the servers' log",
-                file=sys.stderr,
-            )
-            return 1
-        starts: dict[str, list[tuple[float, float]]] = {"first": [], "restart": []}
-        for _ in range(args.starts):  # alternated, each restart from the snapshot the start before left
-            starts["first"].append(cold_start(env, data, keep_snapshot=False))
-            starts["restart"].append(cold_start(env, data, keep_snapshot=True))
-        at_scale = memory_at_scale(args.memory_tickers, env, Path(folder), seconds, connections)
     print(
-        f"serving under wrk: {connections} connections (unless stated), {seconds} s each, 1 uvicorn worker, 127.0.0.1"
+        f"serving under wrk: {connections} connections (unless stated), {seconds} s each, 1 uvicorn worker, "
+        f"127.0.0.1; stockcast at its default horizons with the rate limiter at {LOAD_RATE_LIMIT:,} a minute"
     )
     for name, figures in results.items():
+        print(load_line(name, figures))
+    ours, unlogged, bare, bare_sync, uncached, mlflow_serve, uncached_one, mlflow_one = results.values()
+    for kind, label in (("restart", "restart (last snapshot)"), ("first", "first start (no snapshot)")):
+        first, later = warm[kind]["first"], warm[kind]["warm"]
         print(
-            f"  {name:34s} {figures['rps']:9.0f} req/s   p50 {figures['p50']:7.2f} ms   p99 {figures['p99']:7.2f} ms   non-2xx {figures['non_2xx']:.0f}"
+            f"warm-up, {label}: ready in {warm[kind]['ready']:.2f} s; first {seconds} s of load "
+            f"{first['rps']:.0f} req/s p99 {first['p99']:.2f} ms; next {seconds} s {later['rps']:.0f} req/s "
+            f"p99 {later['p99']:.2f} ms"
         )
-    ours, uncached, bare, mlflow_serve, uncached_one, mlflow_one = results.values()
     print(
         f"cold start of `stockcast serve`, {args.starts} of each, alternated (process start to the first 200 "
         "from GET /predict/AAPL, and from /health; goal: 3 s):"
@@ -361,12 +513,13 @@ def main() -> int:
     print(
         f"resident memory after the load: stockcast {rss:.0f} MB (peak {peak:.0f}), bare FastAPI {bare_rss:.0f} MB"
     )
-    n, load = at_scale["tickers"], at_scale["load"]
+    n, loads = scale["tickers"], scale["loads"]
     print(
-        f"serving {n} tickers (naive/ridge, 60-day backtests, trained in {at_scale['trained_seconds']:.0f} s), "
-        f"wrk over all {n}: {load['rps']:.0f} req/s, p99 {load['p99']:.2f} ms; "
-        f"resident {at_scale['rss']:.0f} MB (peak {at_scale['peak']:.0f})"
+        f"serving {n} tickers (naive/ridge, 60-day backtests, trained in {scale['trained_seconds']:.0f} s), wrk over all {n}:"
     )
+    for name, figures in loads.items():
+        print(load_line(name, figures))
+    print(f"  resident {scale['rss']:.0f} MB (peak {scale['peak']:.0f})")
     area = "Serving"
     names = {
         "first": (
@@ -401,24 +554,56 @@ def main() -> int:
                 f"median of {len(readies)} starts: {spread(readies)} s; first forecast {first:.2f} s",
             ),
         ]
+    warm_figures = []
+    for kind, label in (
+        ("restart", "a restart from the last snapshot"),
+        ("first", "a first start (no snapshot)"),
+    ):
+        first, later = warm[kind]["first"], warm[kind]["warm"]
+        warm_figures += [
+            Figure(
+                area,
+                f"warm-up: throughput over the first {seconds} s of load from a ready /health vs the next {seconds} s, {label}",
+                f"{first['rps']:,.0f} req/s",
+                f"{later['rps']:,.0f} req/s",
+                first["rps"] / later["rps"],
+                WARM_UP_THROUGHPUT_GOAL,
+                f"ready {warm[kind]['ready']:.2f} s after the start",
+            ),
+            Figure(
+                area,
+                f"warm-up: p99 over the first {seconds} s of load vs the next {seconds} s (next / first), {label}",
+                f"{first['p99']:.2f} ms",
+                f"{later['p99']:.2f} ms",
+                later["p99"] / first["p99"],
+                WARM_UP_P99_GOAL,
+            ),
+        ]
+    logging_note = (
+        f"rate limiter on ({LOAD_RATE_LIMIT:,} a minute, never refusing); "
+        f"the sync `def` endpoint: {bare_sync['rps']:,.0f} req/s, p99 {bare_sync['p99']:.2f} ms"
+    )
     emit(
         [
+            *serving_figures(area, "", ours, bare, unlogged, logging_note),
             Figure(
                 area,
-                "GET /predict throughput vs a bare FastAPI endpoint",
+                "GET /predict throughput vs a bare FastAPI endpoint written as `def` (run in the thread pool; the reference before issue 23)",
                 f"{ours['rps']:,.0f} req/s",
-                f"{bare['rps']:,.0f} req/s",
-                ours["rps"] / bare["rps"],
-                0.5,
+                f"{bare_sync['rps']:,.0f} req/s",
+                ours["rps"] / bare_sync["rps"],
+                None,
+                f"p99 {ours['p99']:.2f} vs {bare_sync['p99']:.2f} ms",
             ),
-            Figure(
+            *serving_figures(
                 area,
-                "GET /predict p99 latency vs a bare FastAPI endpoint (bare p99 / ours)",
-                f"{ours['p99']:.2f} ms",
-                f"{bare['p99']:.2f} ms",
-                bare["p99"] / ours["p99"],
-                1 / 3,
+                f", {n} tickers (wrk spreading requests over all of them)",
+                loads["logged"],
+                loads["bare"],
+                loads["unlogged"],
+                f"{n} tickers of sp500_2018_2023, naive/ridge, every configured horizon",
             ),
+            *warm_figures,
             Figure(
                 area,
                 "GET /predict throughput vs `mlflow models serve` (stockcast serves its kept forecast, "
@@ -454,11 +639,11 @@ def main() -> int:
                 area,
                 f"resident memory after the load, {n} tickers of sp500_2018_2023 trained on the light "
                 "candidate set (naive/ridge, 60-day backtests), load over all of them (400 MB / measured)",
-                f"{at_scale['peak']:.0f} MB peak",
+                f"{scale['peak']:.0f} MB peak",
                 f"goal 400 MB; 4 tickers {peak:.0f} MB",
-                MEMORY_GOAL_MB / at_scale["peak"],
+                MEMORY_GOAL_MB / scale["peak"],
                 1.0,
-                f"{load['rps']:,.0f} req/s over the {n} tickers, p99 {load['p99']:.2f} ms",
+                f"{loads['logged']['rps']:,.0f} req/s over the {n} tickers, p99 {loads['logged']['p99']:.2f} ms",
             ),
         ],
         args.json,

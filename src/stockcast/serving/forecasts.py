@@ -32,7 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
 from fastapi.responses import Response
@@ -76,6 +76,10 @@ class Prepared:
         parts |= {f"features.{name}": value for name, value in self.features.items()}
         return [name for name, value in parts.items() if not math.isfinite(value)]
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (the serving snapshot) without what is derived and made again on use."""
+        return {name: value for name, value in vars(self).items() if name != "logged"}
+
     @cached_property
     def logged(self) -> ForecastRow:
         """This forecast's row in the forecast log but for each serving's request id, origin and
@@ -99,6 +103,9 @@ class Ready:
     broken: dict[int, str] = field(default_factory=dict)
     # Answers rendered once, by the horizons they hold (see ``Rendered``).
     rendered: dict[tuple[int, ...], Rendered] = field(default_factory=dict, compare=False, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**vars(self), "rendered": {}}  # rendered again on use, by this code
 
     def pick(self, horizons: Sequence[int], every: bool = False) -> list[Prepared]:
         """The forecasts of ``horizons`` in that order; 503 naming one that is not servable.
