@@ -250,3 +250,39 @@ def test_the_horizon_migration_keeps_every_row_one_session_ahead_and_can_be_undo
     assert "horizon" not in {column["name"] for column in inspect(store.engine).get_columns("monitoring")}
     migrate(command.upgrade, "head")
     assert store.load_monitoring("AAA", horizon=None)["horizon"].tolist() == [1]
+
+
+def test_the_api_checkpoints_sqlite_behind_its_commits(tmp_path):
+    """With checkpoints behind (the API), a thread copies the write-ahead log into the database
+    file while commits go on; every commit stays readable, and a stop writes what is left."""
+    import sqlite3
+    import time
+
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    store.upgrade()
+    store.checkpoint_behind()
+    store.checkpoint_behind()  # once is enough
+    checkpointer = store._checkpointer
+    assert checkpointer is not None
+    when = datetime(2024, 1, 2, tzinfo=UTC)
+    shared = ForecastRow(_forecast("-"))
+    for batch in range(40):
+        store.append_forecasts([Logged(shared, f"c{batch}-{n}", "api", when) for n in range(50)])
+    seen = checkpointer.checkpoints
+    deadline = time.monotonic() + 30
+    while checkpointer.checkpoints < seen + 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # polled: the thread checkpoints every 50 ms
+    assert checkpointer.checkpoints >= seen + 2
+    assert store.count_forecasts() == 2000
+    store.dispose()
+    assert not checkpointer._thread.is_alive()
+    # Everything the log held is in the database file: opened alone, it holds every row.
+    with sqlite3.connect(tmp_path / "store.db") as connection:
+        assert connection.execute("SELECT count(*) FROM forecasts").fetchone()[0] == 2000
+    Store("sqlite://").checkpoint_behind()  # in memory: nothing to checkpoint, no thread
+
+
+def test_checkpoints_behind_are_sqlite_only(store):
+    store.checkpoint_behind()
+    assert (store._checkpointer is not None) == (store.engine.dialect.name == "sqlite")
+    store.dispose()

@@ -160,6 +160,8 @@ class ForecastCache:
         self.reads = 0  # online-store reads made for requests (the warm-up's not counted)
         self._lock = threading.Lock()
         self._reading: dict[tuple[str, tuple[tuple[int, str], ...]], Future[Ready]] = {}
+        self._waiting: list[tuple[str, Champions, Future[Ready]]] = []
+        self._batch_queued = False
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="forecast-read")
 
     def _kept(
@@ -200,30 +202,58 @@ class ForecastCache:
         return self.read(ticker, champions)
 
     def read(self, ticker: str, champions: Champions) -> Future[Ready]:
-        """Start a read of the online store for these champions, or join the one running."""
+        """Start a read of the online store for these champions, or join the one waiting or
+        running. Reads asked for while others wait to start go out together: one lookup of the
+        online store (and of the newest bars) for all their tickers, where a read per ticker
+        made a refresh window of 50 tickers cost 50 lookups."""
         key = (ticker, signature(champions))
         with self._lock:
             running = self._reading.get(key)
             if running is None:
-                running = self._readers.submit(self._refresh, ticker, champions)
+                running = Future()
                 self._reading[key] = running
+                self._waiting.append((ticker, champions, running))
                 self.reads += 1
+                if not self._batch_queued:
+                    self._batch_queued = True
+                    self._readers.submit(self._read_waiting)
         return running
 
-    def _refresh(self, ticker: str, champions: Champions) -> Ready:
-        """One read; settled before its waiters wake, so the next lookup sees its outcome."""
-        key = (ticker, signature(champions))
+    def _read_waiting(self) -> None:
+        """One read for every ticker waiting; each settled before its waiters wake, so the next
+        lookup sees its outcome."""
+        with self._lock:
+            batch, self._waiting = self._waiting, []
+            self._batch_queued = False
+        if not batch:
+            return
+        tickers = list(dict.fromkeys(ticker for ticker, _, _ in batch))
+        rows: dict[str, Any]
         try:
             failpoint("serving.forecast_read")
-            return self.compute(ticker, champions)
-        except BaseException:
-            with self._lock:  # what is kept would hide why the read failed
-                if (kept := self._entries.get(ticker)) is not None and kept.versions == key[1]:
-                    self._entries = {name: entry for name, entry in self._entries.items() if name != ticker}
-            raise
-        finally:
-            with self._lock:
-                del self._reading[key]
+            fetched_at = self.clock()
+            rows = online_features_of(self.state, tickers)
+        except BaseException as error:  # the store or feature store away: every read fails
+            rows, fetched_at = dict.fromkeys(tickers, error), self.clock()
+        for ticker, champions, future in batch:
+            key = (ticker, signature(champions))
+            try:
+                row = rows[ticker]
+                if isinstance(row, BaseException):
+                    raise row
+                ready = self._keep(ticker, prepare(ticker, row, champions, fetched_at))
+            except BaseException as error:
+                with self._lock:  # what is kept would hide why the read failed
+                    if (kept := self._entries.get(ticker)) is not None and kept.versions == key[1]:
+                        self._entries = {
+                            name: entry for name, entry in self._entries.items() if name != ticker
+                        }
+                    del self._reading[key]
+                future.set_exception(error)
+            else:
+                with self._lock:
+                    del self._reading[key]
+                future.set_result(ready)
 
     def close(self) -> None:
         self._readers.shutdown(wait=False, cancel_futures=True)
@@ -238,7 +268,24 @@ class ForecastCache:
         """Read the online vector, check it is fresh, forecast at every horizon and keep them
         (blocking I/O)."""
         fetched_at = self.clock()
-        ready = prepare(ticker, online_features(self.state, ticker), champions, fetched_at)
+        return self._keep(ticker, prepare(ticker, online_features(self.state, ticker), champions, fetched_at))
+
+    def compute_all(self, champions: dict[str, Champions]) -> dict[str, Ready | Exception]:
+        """``compute`` for many tickers from one read of the online store: each ticker's kept
+        forecasts, or why it has none."""
+        fetched_at = self.clock()
+        rows = online_features_of(self.state, list(champions))
+        outcomes: dict[str, Ready | Exception] = {}
+        for ticker, row in rows.items():
+            try:
+                if isinstance(row, Exception):
+                    raise row
+                outcomes[ticker] = self._keep(ticker, prepare(ticker, row, champions[ticker], fetched_at))
+            except Exception as error:
+                outcomes[ticker] = error
+        return outcomes
+
+    def _keep(self, ticker: str, ready: Ready) -> Ready:
         with self._lock:
             # One entry per ticker, the newest read's: other versions' forecasts go (a
             # rolled-back-to version is recomputed when it returns), and a read that started
@@ -276,6 +323,16 @@ def champions_for(
 
 
 def online_features(state: ServingState, ticker: str) -> pd.Series:
+    row = online_features_of(state, [ticker])[ticker]
+    if isinstance(row, Exception):
+        raise row
+    return row
+
+
+def online_features_of(state: ServingState, tickers: list[str]) -> dict[str, pd.Series | HTTPException]:
+    """Each ticker's online vector, checked fresh against its newest stored bar, from one read
+    of the online store and one of the bars; or the HTTP error a request for it answers (404
+    without features, 503 when they are stale)."""
     from stockcast.features.feature_store import TTL
     from stockcast.forecasting.predict import (
         ForecastUnavailableError,
@@ -285,14 +342,22 @@ def online_features(state: ServingState, ticker: str) -> pd.Series:
     )
 
     context = state.context
-    try:
-        row = online_row(context.feature_store.online([ticker]), ticker)
-        check_freshness(ticker, row["date"].date(), context.store.latest_price_date(ticker), TTL)
-    except StaleFeaturesError as error:
-        raise HTTPException(503, str(error)) from error
-    except ForecastUnavailableError as error:
-        raise HTTPException(404, str(error)) from error
-    return row
+    online = context.feature_store.online(tickers)
+    newest = context.store.latest_price_dates(tickers)
+    rows: dict[str, pd.Series | HTTPException] = {}
+    for ticker in tickers:
+        try:
+            row = online_row(online, ticker)
+            check_freshness(ticker, row["date"].date(), newest.get(ticker), TTL)
+        except StaleFeaturesError as error:
+            rows[ticker] = HTTPException(503, str(error))
+            rows[ticker].__cause__ = error
+        except ForecastUnavailableError as error:
+            rows[ticker] = HTTPException(404, str(error))
+            rows[ticker].__cause__ = error
+        else:
+            rows[ticker] = row
+    return rows
 
 
 def what_if_features(ticker: str, closes: list[float], as_of: date) -> pd.Series:

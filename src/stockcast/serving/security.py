@@ -31,11 +31,17 @@ class ApiKeys:
 
 
 def presented_key(request: Request) -> str | None:
-    header = request.headers.get("x-api-key")
+    """The key a request presents (``X-API-Key``, else ``Authorization: Bearer``), read from the
+    raw headers: on the forecast routes the rate limiter asks this of every request."""
+    header = authorization = None
+    for name, value in request.scope.get("headers") or ():
+        if name == b"x-api-key" and header is None:
+            header = value
+        elif name == b"authorization" and authorization is None:
+            authorization = value
     if header:
-        return header
-    authorization = request.headers.get("authorization", "")
-    scheme, _, token = authorization.partition(" ")
+        return header.decode("latin-1")
+    scheme, _, token = (authorization or b"").decode("latin-1").partition(" ")
     if scheme.lower() == "bearer" and token:
         return token.strip()
     return None

@@ -241,13 +241,16 @@ class ServingState:
         _ = self.context.feature_store.store
         for ticker in self.champions.tickers:
             calendar_for(ticker)
-        for ticker in self.champions.tickers:
-            champions = self.champions.of(ticker)
-            if champions and self.forecasts is not None:
-                try:
-                    self.forecasts.compute(ticker, champions)
-                except Exception as error:
-                    log.info("no forecast of %s at start: %s", ticker, getattr(error, "detail", error))
+        served = {ticker: self.champions.of(ticker) for ticker in self.champions.tickers}
+        served = {ticker: champions for ticker, champions in served.items() if champions}
+        if served and self.forecasts is not None:
+            try:
+                outcomes = self.forecasts.compute_all(served)
+            except Exception as error:
+                outcomes = dict.fromkeys(served, error)
+            for ticker, outcome in outcomes.items():
+                if isinstance(outcome, Exception):
+                    log.info("no forecast of %s at start: %s", ticker, getattr(outcome, "detail", outcome))
         if self.forecasts is not None:
             self.forecasts.warm = True
         self.save_snapshot()

@@ -355,9 +355,19 @@ class Store:
             return {row[0]: (row[1], row[2], row[3]) for row in connection.execute(query)}
 
     def latest_price_date(self, ticker: str) -> date | None:
-        query = select(func.max(prices.c.date)).where(prices.c.ticker == ticker)
+        return self.latest_price_dates([ticker]).get(ticker)
+
+    def latest_price_dates(self, tickers: Sequence[str]) -> dict[str, date]:
+        """The newest stored bar's date of each ticker that has bars, in one query."""
+        query = (
+            select(prices.c.ticker, func.max(prices.c.date))
+            .where(prices.c.ticker.in_(list(tickers)))
+            .group_by(prices.c.ticker)
+        )
         with self._reading() as connection:
-            return connection.execute(query).scalar_one_or_none()
+            return {
+                ticker: newest for ticker, newest in connection.execute(query).all() if newest is not None
+            }
 
     def count_prices(self) -> int:
         with self._reading() as connection:
