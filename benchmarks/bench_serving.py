@@ -183,28 +183,13 @@ def stockcast_run(env: dict[str, str]) -> None:
         raise SystemExit(f"`stockcast run` exited {done.returncode}: {(done.stderr or done.stdout)[-800:]}")
 
 
-def serve_command(port: int, unlogged: bool = False) -> list[str]:
-    """`stockcast serve`, or the same app with its forecast log switched off."""
-    if unlogged:
-        return [
-            str(BIN / "uvicorn"),
-            "--factory",
-            "unlogged_app:create_app",
-            "--app-dir",
-            str(HERE),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ]
-    return [str(BIN / "stockcast"), "serve", "--port", str(port)]
-
-
-def bare_command(port: int, app: str) -> list[str]:
+def uvicorn_command(app: str, port: int, factory: bool = False) -> list[str]:
+    """uvicorn serving ``app`` from benchmarks/, quiet and without its own access log."""
+    options = ["--factory"] if factory else []
     return [
         str(BIN / "uvicorn"),
-        f"bare_app:{app}",
+        *options,
+        app,
         "--app-dir",
         str(HERE),
         "--port",
@@ -213,6 +198,17 @@ def bare_command(port: int, app: str) -> list[str]:
         "warning",
         "--no-access-log",
     ]
+
+
+def serve_command(port: int, unlogged: bool = False) -> list[str]:
+    """`stockcast serve`, or the same app with its forecast log switched off."""
+    if unlogged:
+        return uvicorn_command("unlogged_app:create_app", port, factory=True)
+    return [str(BIN / "stockcast"), "serve", "--port", str(port)]
+
+
+def bare_command(port: int, app: str) -> list[str]:
+    return uvicorn_command(f"bare_app:{app}", port)
 
 
 def stop(servers: list[subprocess.Popen[bytes]]) -> None:

@@ -214,3 +214,15 @@ def test_a_warm_up_gives_way_and_restores_the_interpreter():
             assert not gc.isenabled() and sys.getswitchinterval() == pytest.approx(WARM_UP_SWITCH_SECONDS)
         assert not gc.isenabled()
     assert gc.isenabled() and sys.getswitchinterval() == pytest.approx(before)
+
+
+def test_a_read_still_waiting_at_shutdown_is_answered_not_left_hanging(client, monkeypatch):
+    from fastapi import HTTPException
+
+    state = client.app.state.serving
+    cache = state.forecasts
+    monkeypatch.setattr(cache._readers, "submit", lambda *args: None)  # the batch never starts
+    waiting = cache.read("AAA", state.champions.of("AAA"))
+    cache.close()
+    with pytest.raises(HTTPException, match="shutting down"):
+        waiting.result(timeout=5)

@@ -256,7 +256,14 @@ class ForecastCache:
                 future.set_result(ready)
 
     def close(self) -> None:
+        """Stop reading; a request still waiting for a read that will not start now is told so."""
         self._readers.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+            for ticker, champions, _ in waiting:
+                self._reading.pop((ticker, signature(champions)), None)
+        for _, _, future in waiting:
+            future.set_exception(HTTPException(503, "the API is shutting down"))
 
     def export(self) -> dict[str, Ready]:
         return dict(self._entries) or dict(self._restored)
