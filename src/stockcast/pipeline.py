@@ -21,7 +21,8 @@ from stockcast.forecasting.predict import (
     check_freshness,
     feature_values,
     make_forecast,
-    online_row,
+    online_rows,
+    row_of,
 )
 from stockcast.horizons import horizon_label
 from stockcast.ingest.ingest import IngestReport, ingest
@@ -263,13 +264,13 @@ def forecast_many(
         if champion is None:
             failures[horizon_label(ticker, horizon)] = "no champion model; run `stockcast train` first"
     ready = [ticker for ticker in tickers if any(champions[(ticker, horizon)] for horizon in horizons)]
-    online = context.feature_store.online(ready) if ready else None
+    rows = online_rows(context.feature_store.online(ready)) if ready else {}
+    newest = context.store.latest_price_dates(ready) if ready else {}
     for ticker in ready:
         step(f"forecasting {ticker}")
-        assert online is not None
         try:
-            row = online_row(online, ticker)
-            check_freshness(ticker, row["date"].date(), context.store.latest_price_date(ticker), TTL)
+            row = row_of(rows, ticker)
+            check_freshness(ticker, row["date"].date(), newest.get(ticker), TTL)
         except ForecastUnavailableError as error:
             failures[ticker] = str(error)
             continue

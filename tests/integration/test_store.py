@@ -286,3 +286,114 @@ def test_checkpoints_behind_are_sqlite_only(store):
     store.checkpoint_behind()
     assert (store._checkpointer is not None) == (store.engine.dialect.name == "sqlite")
     store.dispose()
+
+
+def _score(store: Store, request_ids: set[str], actual: float) -> None:
+    frame = store.open_forecasts()
+    store.record_actuals(
+        [
+            {
+                "id": row.id,
+                "actual_close": actual,
+                "error": actual - row.predicted_close,
+                "actual_date": row.target_date,
+                "abs_error": abs(actual - row.predicted_close),
+                "pct_error": None,
+                "covered": True,
+                "naive_error": None,
+                "adjustment": 1.0,
+                "evaluated_at": datetime(2024, 3, 1, tzinfo=UTC),
+            }
+            for row in frame.itertuples()
+            if row.request_id in request_ids
+        ]
+    )
+
+
+def test_the_history_reads_scored_and_awaiting_forecasts_as_one_ordered_log(store):
+    """Scored rows and rows awaiting their actual are read through different indexes (0010) and
+    merged: by target date, ticker and id, with filters, pages and limits as one table's."""
+    rows = []
+    for n in range(24):
+        ticker = ("AAA", "BBB")[n % 2]
+        target = date(2024, 1, 3 + n % 6)
+        rows.append({**_forecast(f"r{n}"), "ticker": ticker, "target_date": target, "horizon": 1 + n % 3})
+    store.log_forecasts(rows)
+    _score(store, {f"r{n}" for n in range(24) if n % 4 in (0, 3)}, 10.5)
+
+    everything = store.load_forecasts()
+    assert len(everything) == 24 and everything["actual_close"].notna().sum() == 12
+    order = everything[["target_date", "ticker", "id"]].to_records(index=False).tolist()
+    assert order == sorted(order)
+    pages = [store.load_forecasts(limit=5, offset=offset) for offset in range(0, 24, 5)]
+    assert pd.concat(pages)["request_id"].tolist() == everything["request_id"].tolist()
+
+    some = store.load_forecasts(ticker="BBB", start=date(2024, 1, 4), end=date(2024, 1, 7), horizon=2)
+    expected = everything[
+        (everything["ticker"] == "BBB")
+        & (everything["horizon"] == 2)
+        & everything["target_date"].between(date(2024, 1, 4), date(2024, 1, 7))
+    ]
+    assert not some.empty and some["request_id"].tolist() == expected["request_id"].tolist()
+    assert set(store.open_forecasts()["request_id"]) == set(
+        everything.loc[everything["actual_close"].isna(), "request_id"]
+    )
+    assert store.evaluated_forecasts("AAA")["actual_close"].notna().all()
+
+
+def test_the_forecast_log_is_read_through_its_indexes_and_its_migration_can_be_undone(tmp_path):
+    """Every query of the forecast log reads through an index, none scans the table; a served
+    row enters only indexes that grow at their end (by id), and scoring moves it into the
+    ticker-led ones. Downgrading to 0009 brings the old indexes back with the rows intact."""
+    import sqlite3
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import event
+
+    from stockcast.store.database import MIGRATIONS_DIR
+
+    path = tmp_path / "store.db"
+    store = Store(f"sqlite:///{path}")
+    store.upgrade()
+    store.log_forecasts([{**_forecast(f"r{n}"), "ticker": ("AAA", "BBB")[n % 2]} for n in range(6)])
+    _score(store, {"r0", "r1"}, 10.5)
+    statements = []
+    event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2:4]))
+    store.load_forecasts(ticker="AAA", start=date(2024, 1, 1), end=date(2024, 2, 1), horizon=1, limit=10)
+    store.load_forecasts(ticker="AAA")
+    store.open_forecasts(["AAA", "BBB"])
+    store.open_forecasts()
+    store.evaluated_forecasts("AAA")
+    store.evaluated_forecasts_of(["AAA", "BBB"])
+    connection = sqlite3.connect(path)
+    for statement, parameters in statements:
+        plan = [row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+        reads = [step for step in plan if "forecasts" in step]
+        assert reads and all("USING INDEX" in step for step in reads), (statement, plan)
+
+    def indexes() -> dict[str, str]:
+        found = connection.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'forecasts'"
+        )
+        return {name: sql for name, sql in found if sql is not None}
+
+    entered_by_new_rows = {name: sql for name, sql in indexes().items() if "IS NOT NULL" not in sql}
+    assert list(entered_by_new_rows) == ["ix_forecasts_awaiting"]
+    assert "(id) WHERE actual_close IS NULL" in entered_by_new_rows["ix_forecasts_awaiting"]
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with store.engine.begin() as migrating:
+        config.attributes["connection"] = migrating
+        command.downgrade(config, "0009")
+    assert set(indexes()) == {
+        "ix_forecasts_ticker_target",
+        "ix_forecasts_ticker_horizon_asof",
+        "ix_forecasts_open",
+    }
+    store.upgrade()
+    assert set(indexes()) == {"ix_forecasts_awaiting", "ix_forecasts_scored", "ix_forecasts_scored_target"}
+    assert store.count_forecasts() == 6 and len(store.open_forecasts()) == 4
+    connection.close()
+    store.dispose()

@@ -70,17 +70,41 @@ def batch_request_id(forecast: Forecast) -> str:
     )
 
 
-def online_row(online: pd.DataFrame, ticker: str) -> pd.Series:
-    """A ticker's online vector with its as-of date (the exchange-local session of its stamp)."""
+def online_rows(online: pd.DataFrame) -> dict[str, pd.Series | ForecastUnavailableError]:
+    """Each ticker's online vector with its as-of date (the exchange-local session of its
+    stamp), or why it has none: one pass over the online store's answer for many tickers."""
     from stockcast.calendars import exchange_today
 
-    found = online.loc[online["ticker"] == ticker]
-    if found.empty or pd.isna(found["event_timestamp"].iloc[0]):
+    rows: dict[str, pd.Series | ForecastUnavailableError] = {}
+    for record in online.to_dict("records"):
+        ticker = str(record["ticker"])
+        if ticker in rows:
+            continue
+        if pd.isna(record["event_timestamp"]):
+            rows[ticker] = ForecastUnavailableError(
+                f"no online features for {ticker}; run `stockcast features`"
+            )
+            continue
+        if any(pd.isna(record[column]) for column in FEATURE_COLUMNS):
+            rows[ticker] = ForecastUnavailableError(f"incomplete online features for {ticker}")
+            continue
+        record["date"] = pd.Timestamp(exchange_today(ticker, record["event_timestamp"]))
+        rows[ticker] = pd.Series(record, dtype=object)
+    return rows
+
+
+def online_row(online: pd.DataFrame, ticker: str) -> pd.Series:
+    """A ticker's online vector with its as-of date (see ``online_rows``)."""
+    return row_of(online_rows(online), ticker)
+
+
+def row_of(rows: dict[str, pd.Series | ForecastUnavailableError], ticker: str) -> pd.Series:
+    """A ticker's row of ``online_rows``; raises why it has none."""
+    row = rows.get(ticker)
+    if row is None:
         raise ForecastUnavailableError(f"no online features for {ticker}; run `stockcast features`")
-    row = found.iloc[0].copy()
-    row["date"] = pd.Timestamp(exchange_today(ticker, row["event_timestamp"]))
-    if row[FEATURE_COLUMNS].isna().any():
-        raise ForecastUnavailableError(f"incomplete online features for {ticker}")
+    if isinstance(row, ForecastUnavailableError):
+        raise row
     return row
 
 

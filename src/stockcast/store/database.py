@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, and_, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, and_, create_engine, event, func, select, union_all
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from stockcast.failpoints import failpoint
@@ -456,7 +456,9 @@ class Store:
         offset: int = 0,
         horizon: int | None = None,
     ) -> pd.DataFrame:
-        """Logged forecasts by target date (of every horizon unless one is given)."""
+        """Logged forecasts by target date (of every horizon unless one is given). The scored
+        rows and those awaiting their actual are read apart, each through its own index (see
+        migration 0010), and merged in order."""
         conditions = []
         if ticker is not None:
             conditions.append(forecasts.c.ticker == ticker)
@@ -466,10 +468,13 @@ class Store:
             conditions.append(forecasts.c.target_date >= start)
         if end is not None:
             conditions.append(forecasts.c.target_date <= end)
-        query = select(forecasts)
-        if conditions:
-            query = query.where(and_(*conditions))
-        query = query.order_by(forecasts.c.target_date, forecasts.c.ticker, forecasts.c.id).offset(offset)
+        scored, awaiting = (
+            select(forecasts).where(and_(*conditions, state))
+            for state in (forecasts.c.actual_close.is_not(None), forecasts.c.actual_close.is_(None))
+        )
+        both = union_all(scored, awaiting)
+        order = both.selected_columns
+        query = both.order_by(order.target_date, order.ticker, order.id).offset(offset)
         if limit is not None:
             query = query.limit(limit)
         with self._reading() as connection:

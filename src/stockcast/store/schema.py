@@ -14,9 +14,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
+
+AWAITING, SCORED = text("actual_close IS NULL"), text("actual_close IS NOT NULL")
 
 prices = Table(
     "prices",
@@ -74,9 +77,18 @@ forecasts = Table(
     # Sessions ahead: ``target_date`` is that many sessions of the ticker's exchange after
     # ``as_of`` (migration 0009; every earlier row is one session ahead).
     Column("horizon", Integer, nullable=False, server_default="1"),
-    Index("ix_forecasts_ticker_target", "ticker", "target_date"),
-    Index("ix_forecasts_ticker_horizon_asof", "ticker", "horizon", "as_of"),
-    Index("ix_forecasts_open", "ticker", "actual_close"),
+    # Indexes a served forecast enters only at their end (migration 0010): the rows awaiting an
+    # actual by id; the scored rows, which a row joins when it is scored, by ticker.
+    Index("ix_forecasts_awaiting", "id", sqlite_where=AWAITING, postgresql_where=AWAITING),
+    Index("ix_forecasts_scored", "ticker", "as_of", "id", sqlite_where=SCORED, postgresql_where=SCORED),
+    Index(
+        "ix_forecasts_scored_target",
+        "ticker",
+        "target_date",
+        "id",
+        sqlite_where=SCORED,
+        postgresql_where=SCORED,
+    ),
 )
 
 # Every decision of the promotion gate, a forced promotion or a rollback: which version served
