@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import pickle
 import threading
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -36,6 +40,7 @@ SUFFIX_TO_CALENDAR = {
     "V": "XTSE",
 }
 DEFAULT_CALENDAR = "XNYS"
+log = logging.getLogger(__name__)
 
 
 def calendar_name_for(ticker: str) -> str:
@@ -48,14 +53,58 @@ def calendar_name_for(ticker: str) -> str:
 
 
 _calendar_lock = threading.Lock()
+CALENDAR_START = "1995-01-01"  # the default window starts 20 years back; the sample reaches 2000
+_kept_in: list[Path] = []  # where built calendars are kept between processes (``keep_calendars_in``)
+
+
+def keep_calendars_in(folder: Path) -> None:
+    """Keep the calendars this process builds in ``folder``, and read them from there.
+
+    Building a calendar takes 0.2-0.4 s of Python (its holiday rules over thirty years), in every
+    command and before a started API's first forecast; reading a built one back takes 10 ms. A
+    kept calendar is the one exchange_calendars would build today: its file is named by the
+    library's version and the day it was built (a calendar runs a year past its build day), and
+    one built on another day or by another version is built again."""
+    _kept_in[:] = [folder]
+
+
+def _kept_file(name: str) -> Path | None:
+    if not _kept_in:
+        return None
+    from importlib.metadata import version
+
+    built = datetime.now(UTC).date().isoformat()
+    return _kept_in[0] / f"{name}-{CALENDAR_START}-{version('exchange_calendars')}-{built}.pkl"
 
 
 @lru_cache(maxsize=32)
 def _build_calendar(name: str) -> exchange_calendars.ExchangeCalendar:
+    kept = _kept_file(name)
+    if kept is not None and kept.is_file():
+        try:
+            return pickle.loads(kept.read_bytes())  # noqa: S301  # nosec B301 - written below, by stockcast
+        except Exception as error:  # unreadable (a disk full when written): built again
+            log.info("the kept %s calendar could not be read (%s); building it", name, error)
     import exchange_calendars
 
-    # The default window starts 20 years back; bundled history reaches back to 2000.
-    return exchange_calendars.get_calendar(name, start="1995-01-01")
+    calendar = exchange_calendars.get_calendar(name, start=CALENDAR_START)
+    if kept is not None:
+        _keep(kept, calendar)
+    return calendar
+
+
+def _keep(path: Path, calendar: exchange_calendars.ExchangeCalendar) -> None:
+    """Write a built calendar whole (a reader never sees half of one) and drop older ones."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        partial.write_bytes(pickle.dumps(calendar))
+        os.replace(partial, path)
+        for older in path.parent.glob(f"{calendar.name}-*.pkl"):
+            if older != path:
+                older.unlink(missing_ok=True)
+    except OSError as error:  # a read-only or full disk: the calendar is only not kept
+        log.info("the %s calendar could not be kept in %s: %s", calendar.name, path.parent, error)
 
 
 def get_calendar(name: str) -> exchange_calendars.ExchangeCalendar:

@@ -24,6 +24,9 @@ class Context:
     def __init__(self, settings: Settings, clock: datetime | None = None, activity: str | None = None):
         self.settings = settings
         self._clock = clock
+        from stockcast.calendars import keep_calendars_in
+
+        keep_calendars_in(settings.data_dir / "cache" / "calendars")
         # What this process is (``stockcast train``, the API), named in the leases it holds.
         self.activity = activity
 

@@ -96,6 +96,30 @@ def test_online_vector_equals_the_latest_offline_row_for_every_ticker(online_con
         assert online.loc[ticker, TIMESTAMP_FIELD] == latest[TIMESTAMP_FIELD]
 
 
+def test_the_online_store_says_whether_it_serves_versioned_reads_before_its_first_read(online_context):
+    """Feast answers this on the first online read by importing every online store that can
+    (redis and botocore among them): 0.36 s before a started API's first forecast. Answered at
+    open from the store's class instead, and the answer is Feast's own."""
+    import subprocess
+    import sys
+
+    refresh_feature_store(online_context)
+    opened = Context(online_context.settings).feature_store.store  # opened, not read yet
+    online = opened._get_provider().online_store
+    assert online._versioned_read_supported is not None
+    assert online._versioned_read_supported == online._is_versioned_read_supported()
+    if online_context.settings.feast_online_store != "sqlite":
+        return
+    first_read = (
+        "import sys; from stockcast.context import Context; from stockcast.settings import load_settings; "
+        "features = Context(load_settings(tickers='AAA,BBB')).feature_store.online(['AAA']); "
+        "assert features['ticker'].tolist() == ['AAA'] and features['event_timestamp'].notna().all(); "
+        "print(sorted(name for name in sys.modules if name.startswith('feast.infra.online_stores.')))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", first_read], capture_output=True, text=True, check=True)
+    assert "redis" not in loaded.stdout and "dynamodb" not in loaded.stdout, loaded.stdout
+
+
 def test_second_refresh_materializes_only_the_new_days(online_context, bars):
     context = online_context
     with context.store.engine.begin() as connection:

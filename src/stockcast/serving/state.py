@@ -231,6 +231,7 @@ class ServingState:
     snapshot: Path | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _warm_up: threading.Thread | None = None
+    _forecasts_made: threading.Event = field(default_factory=threading.Event)
 
     def warm_up(self) -> None:
         """Open what a first forecast needs and make every champion's forecast, so the first
@@ -253,6 +254,7 @@ class ServingState:
                     log.info("no forecast of %s at start: %s", ticker, getattr(outcome, "detail", outcome))
         if self.forecasts is not None:
             self.forecasts.warm = True
+        self._forecasts_made.set()
         self.save_snapshot()
         # What is loaded now lives as long as the process: kept out of the collector's sight,
         # full collections stop scanning it and pausing requests under load. (Not collected
@@ -291,6 +293,15 @@ class ServingState:
         from stockcast.serving.snapshot import restore
 
         return self.snapshot is not None and restore(self, self.snapshot)
+
+    def wait_for_first_forecasts(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the warm-up to have made every ticker's forecast
+        (or found why it cannot); False if it has not by then, or stopped without."""
+        deadline = time.monotonic() + timeout
+        while not self._forecasts_made.wait(0.02):
+            if self._warm_up is None or not self._warm_up.is_alive() or time.monotonic() >= deadline:
+                return self._forecasts_made.is_set()
+        return True
 
     def join_warm_up(self, timeout: float = 60.0) -> bool:
         """Wait for the background warm-up; True once it is over (or there was none)."""
