@@ -109,77 +109,46 @@ REASONS = {
         "into one compiled loop (numba or Cython): a compiler dependency and JIT start-up in every "
         "command and in the API's what-if path, which computes features for 60 rows."
     ),
-    "cold start to the first forecast (a 200 from GET /predict/AAPL), first start (3 s / measured)": (
-        "Timed step by step in the server (a first start on the 4 sample tickers, 2 loaded cores: "
-        "ready 5.3 s, first forecast 7.1 s): readiness waits for the imports (FastAPI, pandas, "
-        "SQLAlchemy, MLflow) and the champions loaded from the registry; the first forecast then "
-        "waits, behind readiness by design, for the feature store to open (Feast's import 0.57 s, "
-        "the store 0.36 s) and for the exchange calendar (exchange_calendars' import 0.64 s, the "
-        "sessions 0.40 s), after which the forecast itself takes 0.11 s. A restart serves the "
-        "snapshot's forecast without either. Under 3 s on a first start would take opening Feast and "
-        "the calendar before the champions are asked for, or keeping them off the first forecast's path."
-    ),
     "GET /predict p50 with the forecast log vs without (without / with; goal: logging adds <= 10%)": (
-        "the forecast log's commit is the cycle that paces a closed loop of 32 connections. With the "
-        "log on, a request waits for the commit that carries it; the writer takes everything waiting, "
-        "about 16 requests (48 rows at three horizons), and commits them in 1.9-2.4 ms (the "
-        "stockcast_forecast_log_commit_seconds histogram), so about half the connections wait on the "
-        "writer while the thread answering requests runs out of work (the interpreter's lock was held "
-        "67% of the time, py-spy --gil): throughput is about 16 requests per commit time. Of a commit, "
-        "0.3 ms was converting rows (now once per kept forecast), 1.3 ms the INSERT and 0.5-0.65 ms "
-        "the COMMIT; the INSERT of 48 rows takes 0.6 ms alone and 1.5 ms beside a thread that keeps "
-        "the interpreter's lock busy (sqlite3 lets go of it for each statement and waits to take it "
-        "back). Each row carries its kilobyte of feature values and four indexes (request id, "
-        "ticker and target date, ticker and actual, ticker, horizon and as-of). Within 10% would take "
-        "a commit near 0.3 ms: writing outside this interpreter (a writer process), fewer or smaller "
-        "rows (the feature values once per request rather than per horizon), or a weaker promise "
-        "(answering before the commit), which issue 23 rules out."
+        "the forecast log's commit is the cycle that paces a closed loop of 32 connections: a request "
+        "waits for the commit that carries it, and the writer commits everything waiting at once, "
+        "about 25 requests (75 rows at three horizons) in 1.1 ms on average (the "
+        "stockcast_forecast_log_commit_seconds histogram). In a closed loop the p50 is the connections "
+        "over the throughput, so +10% on the p50 is 91% of the unlogged throughput: logging may cost "
+        "about 10 us of the interpreter's time per request. It costs about 33 us (10,244 against "
+        "7,648 req/s): three rows of 17 values bound and inserted by the writer thread, which holds "
+        "the interpreter's lock to bind them and takes it back after each SQLite call (py-spy --gil), "
+        "plus the futures and the wake-up of the event loop. The INSERT of 48 rows takes 0.4 ms alone "
+        "(0.6 with the row's kilobyte of feature values) once the indexes led by the ticker are gone "
+        "(migration 0010; 1.1 ms with them). Within 10% would take the rows written outside this "
+        "interpreter (a writer process), or a weaker promise (answering before the commit), which "
+        "issue 23 rules out."
     ),
     "GET /predict p99 with the forecast log vs without (without / with; goal: logging adds <= 20%)": (
-        "as the p50 row: a request's latency includes the wait for the commit that carries it, up to "
-        "two commit times (one under way, its own), and SQLite's checkpoint, when a commit reaches "
-        "it, copies the log into the database file first (a thread now copies most of it between "
-        "commits: p99 14 -> 10 ms). Still within 3x of the bare endpoint's p99 (the row above)."
-    ),
-    "GET /predict throughput vs a bare async FastAPI endpoint, 50 tickers (wrk spreading requests over all of them)": (
-        "the same commit pacing as at one ticker, and slower commits: rows for 50 tickers dirty a "
-        "page of each of the three ticker-led indexes per ticker in every commit, where one ticker's "
-        "rows share theirs; the commits took 4.4 ms for 49 rows (1.9 ms at one ticker) and the "
-        "write-ahead log grew accordingly. Without the log the same server serves 8,300-9,000 req/s "
-        "(0.65-0.7x). Meeting it would take the commit's cost per row down as in the logging rows."
-    ),
-    "GET /predict p99 latency vs a bare async FastAPI endpoint (bare p99 / ours), 50 tickers (wrk spreading requests over all of them)": (
-        "with the log off the p99 at 50 tickers is as high (33-36 ms), so it is not the log: every "
-        "5 s each ticker's kept forecast is read again, and the reads of 50 tickers (batched into one "
-        "online lookup since this issue) and the forecasts made from them run in the reader threads "
-        "for tens of milliseconds of Python, in 5 ms turns of the interpreter's lock, with full "
-        "collections of the objects they leave (5% of the serving thread's time, py-spy --native). "
-        "Not fixed here: a longer STOCKCAST_FEATURE_REFRESH_SECONDS, or reads made by a process of "
-        "their own, would take them off the serving thread's lock."
+        "the slow requests come in bursts of all 32 connections at once (the access log's durations "
+        "by 100 ms, about 7 bursts a second): a commit that reaches SQLite's checkpoint (every 1,000 "
+        "pages of write-ahead log) syncs the log and the database file to disk before the requests "
+        "it carries are answered, as synchronous=NORMAL requires. The same server with its data on "
+        "tmpfs, where a sync costs nothing, has a p99 of 5.6-6.0 ms against 8.9 on this disk. A "
+        "thread copies most of the log between commits (p99 14 -> 10 ms); leaving the checkpoints to "
+        "it alone let the log grow without bound, and synchronous=OFF would risk the database on a "
+        "power loss. Still within 3x of the bare endpoint's p99 (the row above)."
     ),
     "GET /predict p50 with the forecast log vs without (without / with; goal: logging adds <= 10%), 50 tickers (wrk spreading requests over all of them)": (
-        "see the one-ticker logging row and the 50-ticker throughput row: the commits of rows spread "
-        "over 50 tickers take twice as long."
+        "as at one ticker (the row above): since migration 0010 a served row enters only indexes "
+        "that grow at their end, so rows spread over 50 tickers commit as fast as one ticker's "
+        "(0.6 ms for 48 rows, where the indexes led by the ticker took 2.5 ms)."
     ),
-    "warm-up: p99 over the first 10 s of load vs the next 10 s (next / first), a first start (no snapshot)": (
-        "a first start has no kept forecasts: readiness waits for the champions only (the cold-start "
-        "rows), and the first requests wait for the feature store to open behind it (Feast's import "
-        "and its store, about a second) before anything can be forecast: p99 0.6-0.9 s. A restart "
-        "serves the last run's forecasts from the snapshot and meets the goal (the rows above). "
-        "Meeting it on a first start would take delaying readiness until the feature store is open, "
-        "which issue 23 rules out, or forecasts made without Feast."
-    ),
-    "warm-up: p99 over the first 10 s of load vs the next 10 s (next / first), a restart from the last snapshot": (
-        "at the edge: 1.8x in one run and 2.2x in the next (18.5 ms against 10.3; 23.4 against 10.8). "
-        "The warm-up behind the requests (the registry asked through MLflow, the feature store "
-        "opened, three forecasts a ticker made again) is about 4 s of Python beside them; the "
-        "collector is paused and the interpreter's lock changes hands every millisecond while it "
-        "runs (p99 217 -> 18-23 ms), and what is left is that the lock is shared at all."
+    "GET /predict p99 with the forecast log vs without (without / with; goal: logging adds <= 20%), 50 tickers (wrk spreading requests over all of them)": (
+        "the checkpoint's syncs of the one-ticker p99 row, and at 50 tickers the refresh of every "
+        "ticker's kept forecast every 5 s: the read of 50 online vectors (now 22 ms of Python, from "
+        "154 ms, since a vector read again keeps the forecasts made from it) runs beside the "
+        "requests on the interpreter's lock."
     ),
     "resident memory after the load, 50 tickers of sp500_2018_2023 trained on the light candidate set (naive/ridge, 60-day backtests), load over all of them (400 MB / measured)": (
-        "three horizons (issue 22) serve three champions a ticker: 150 models with their packaged "
-        "metadata for 50 tickers, 437 MB against 349 MB at one horizon before. Not investigated "
-        "further in issue 23."
+        "at the goal's edge (400 MB peak; 437 MB before this stop's changes, 349 MB at one horizon): "
+        "three horizons (issue 22) serve three champions a ticker, 150 models with their packaged "
+        "metadata for 50 tickers. Not investigated further in issue 23."
     ),
     "training speed-up, 2 Dask workers vs 1": (
         "2 cores are shared by the driver, the scheduler and both workers. Profiled per ticker "
