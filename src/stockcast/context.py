@@ -26,7 +26,7 @@ class Context:
         self._clock = clock
         from stockcast.calendars import keep_calendars_in
 
-        keep_calendars_in(settings.data_dir / "cache" / "calendars")
+        keep_calendars_in(settings.cache_dir / "calendars")
         # What this process is (``stockcast train``, the API), named in the leases it holds.
         self.activity = activity
 

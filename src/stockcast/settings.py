@@ -21,6 +21,7 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 # The longest horizon: about a quarter of trading sessions. Longer ones leave too few
 # non-overlapping outcomes in a backtest for the gate's tests to mean anything.
 MAX_HORIZON = 60
+CACHE_FOLDER = "cache"  # under the data folder: what speeds up the next start, never data
 ModelKind = Literal["naive", "drift", "ridge", "random_forest", "lightgbm", "arima", "xgboost"]
 
 
@@ -343,6 +344,12 @@ class Settings(BaseSettings):
             if value is not None:
                 secret = value.get_secret_value() if isinstance(value, SecretStr) else value
                 os.environ.setdefault(name, secret)
+
+    @property
+    def cache_dir(self) -> Path:
+        """What a process keeps to start faster next time (built exchange calendars): never
+        data, so a folder holding only this counts as empty."""
+        return self.data_dir / CACHE_FOLDER
 
     @property
     def resolved_database_url(self) -> str:

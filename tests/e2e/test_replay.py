@@ -113,5 +113,12 @@ def test_a_replay_refuses_a_directory_it_did_not_make(tmp_path):
     result = run_cli("replay", "--start", "2008-09-15", "--days", "2", "--data-dir", str(precious), env=FAST)
     assert result.returncode == 1 and "not made by a replay" in result.stderr
     assert (precious / "keep.txt").read_text() == "mine"
+    # A folder holding only what a process keeps to start faster (the calendars built while the
+    # dates were checked) is as good as empty: the replay takes it.
+    kept = tmp_path / "kept"
+    (kept / "cache" / "calendars").mkdir(parents=True)
+    (kept / "cache" / "calendars" / "XNYS.pkl").write_bytes(b"a calendar")
+    taken = run_cli("replay", "--start", "2008-09-15", "--days", "2", "--data-dir", str(kept), env=FAST)
+    assert taken.returncode == 0, taken.stderr
     bad = run_cli("replay", "--start", "15/09/2008", "--days", "2", env=FAST)
     assert bad.returncode == 1 and "YYYY-MM-DD" in bad.stderr

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from stockcast.settings import Settings
+from stockcast.settings import CACHE_FOLDER, Settings
 
 if TYPE_CHECKING:
     from stockcast.context import Context
@@ -80,8 +80,9 @@ class ReplayReport:
 
 def prepare_directory(directory: Path) -> None:
     """A fresh replay directory: created, or emptied when an earlier replay made it. Any other
-    non-empty directory is refused, never deleted."""
-    if directory.exists() and any(directory.iterdir()):
+    non-empty directory is refused, never deleted (what it holds in its cache folder, such as
+    the calendars built while the replay's dates were checked, is no data of its own)."""
+    if directory.exists() and any(path.name != CACHE_FOLDER for path in directory.iterdir()):
         if not (directory / MARKER).exists():
             raise ReplayError(
                 f"{directory} is not empty and was not made by a replay; choose another --data-dir"
