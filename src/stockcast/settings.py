@@ -347,8 +347,8 @@ class Settings(BaseSettings):
 
     @property
     def cache_dir(self) -> Path:
-        """What a process keeps to start faster next time (built exchange calendars): never
-        data, so a folder holding only this counts as empty."""
+        """What processes keep to go faster next time (built exchange calendars, yfinance's
+        time zones): never data, so a folder holding only this counts as empty."""
         return self.data_dir / CACHE_FOLDER
 
     @property
@@ -366,10 +366,6 @@ class Settings(BaseSettings):
     @property
     def mlflow_artifact_location(self) -> str:
         return f"{self.resolved_artifact_root.rstrip('/')}/mlflow"
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.data_dir / "cache"
 
 
 def describe_validation_error(error: ValidationError) -> str:
