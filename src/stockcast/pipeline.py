@@ -253,15 +253,18 @@ def forecast_many(
 ) -> tuple[list[Forecast], dict[str, str], int]:
     """Forecast each ticker at every configured horizon from its online features with that
     horizon's champion; log the forecasts (once per ticker, day, horizon and model version)."""
+    from stockcast.registry.mlflow_registry import model_name_for
+
     forecasts, failures, records = [], {}, []
     horizons = context.settings.horizons
+    # Every champion's version from one listing of the registry's aliases, not a request per
+    # ticker and horizon (1,500 at 500 tickers and three horizons).
+    aliased = context.registry.aliased_all(tickers, horizons) if tickers else {}
     champions = {
-        (ticker, horizon): context.registry.champion(ticker, horizon)
-        for ticker in tickers
-        for horizon in horizons
+        (ticker, horizon): aliased.get((ticker, horizon)) for ticker in tickers for horizon in horizons
     }
-    for (ticker, horizon), champion in champions.items():
-        if champion is None:
+    for (ticker, horizon), version in champions.items():
+        if version is None:
             failures[horizon_label(ticker, horizon)] = "no champion model; run `stockcast train` first"
     ready = [ticker for ticker in tickers if any(champions[(ticker, horizon)] for horizon in horizons)]
     rows = online_rows(context.feature_store.online(ready)) if ready else {}
@@ -276,11 +279,11 @@ def forecast_many(
             continue
         features = feature_values(row)
         for horizon in horizons:
-            champion = champions[(ticker, horizon)]
-            if champion is None:
+            version = champions[(ticker, horizon)]
+            if version is None:
                 continue
-            model = context.registry.load(ticker, champion.version, horizon)
-            forecast = make_forecast(ticker, row, model, champion.name, champion.version)
+            model = context.registry.load(ticker, version, horizon)
+            forecast = make_forecast(ticker, row, model, model_name_for(ticker, horizon), version)
             forecasts.append(forecast)
             records.append(forecast.record(batch_request_id(forecast), "batch", features))
     logged = context.store.log_forecasts(records)

@@ -14,6 +14,7 @@ from tests.series import synthetic_bars
 from stockcast.calendars import session_after
 from stockcast.context import Context
 from stockcast.features.offline import refresh_feature_store
+from stockcast.horizons import horizon_label
 from stockcast.pipeline import forecast_many, train_many
 from stockcast.settings import load_settings
 
@@ -81,9 +82,19 @@ def test_a_rerun_trains_nothing_and_a_short_history_limits_only_the_long_horizon
     assert candidates[20] == {"naive()"}
 
 
-def test_forecasts_are_logged_per_horizon_with_exchange_target_dates(context, trained):
+def test_forecasts_are_logged_per_horizon_with_exchange_target_dates(context, trained, monkeypatch):
+    listings = []
+    aliased_all = context.registry.aliased_all
+    monkeypatch.setattr(
+        context.registry, "aliased_all", lambda *args: listings.append(args) or aliased_all(*args)
+    )
     forecasts, failures, logged = forecast_many(context, ["AAA"])
     assert not failures and logged == 3
+    assert len(listings) == 1  # every champion from one listing of the aliases, not one request each
+    assert {(forecast.model_name, forecast.model_version) for forecast in forecasts} == {
+        (context.registry.champion("AAA", horizon).name, context.registry.champion("AAA", horizon).version)
+        for horizon in HORIZONS
+    }
     by_horizon = {forecast.horizon: forecast for forecast in forecasts}
     as_of = by_horizon[1].as_of
     for horizon, forecast in by_horizon.items():
@@ -94,8 +105,12 @@ def test_forecasts_are_logged_per_horizon_with_exchange_target_dates(context, tr
     rows = context.store.load_forecasts(ticker="AAA").set_index("horizon")
     assert sorted(rows.index) == HORIZONS
     assert rows.loc[5, "model_name"] == "stockcast-AAA-h5"
-    # A rerun of the day logs nothing twice.
-    assert forecast_many(context, ["AAA"])[2] == 0
+    # A rerun of the day logs nothing twice; a ticker without champions fails alone, per horizon.
+    again, missing, logged_again = forecast_many(context, ["AAA", "ZZZ"])
+    assert logged_again == 0 and len(again) == 3
+    assert missing == {
+        horizon_label("ZZZ", h): "no champion model; run `stockcast train` first" for h in HORIZONS
+    }
 
 
 def test_the_api_answers_every_horizon_and_keeps_its_one_day_fields(context, trained):
