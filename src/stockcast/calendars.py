@@ -63,7 +63,7 @@ def keep_calendars_in(folder: Path) -> None:
     Building a calendar takes 0.2-0.4 s of Python (its holiday rules over thirty years), in every
     command and before a started API's first forecast; reading a built one back takes 10 ms. A
     kept calendar is the one exchange_calendars would build today: its file is named by the
-    library's version and the day it was built (a calendar runs a year past its build day), and
+    library's and pandas' versions and the day it was built (a calendar runs a year past its build day), and
     one built on another day or by another version is built again."""
     _kept_in[:] = [folder]
 
@@ -73,8 +73,10 @@ def _kept_file(name: str) -> Path | None:
         return None
     from importlib.metadata import version
 
+    # Named by the versions that wrote it (a calendar holds pandas objects) and its build day.
     built = datetime.now(UTC).date().isoformat()
-    return _kept_in[0] / f"{name}-{CALENDAR_START}-{version('exchange_calendars')}-{built}.pkl"
+    libraries = f"{version('exchange_calendars')}-pandas{pd.__version__}"
+    return _kept_in[0] / f"{name}-{CALENDAR_START}-{libraries}-{built}.pkl"
 
 
 @lru_cache(maxsize=32)

@@ -13,7 +13,7 @@ from stockcast.artifacts import ArtifactStore
 from stockcast.cli import app
 from stockcast.context import Context
 from stockcast.features.offline import refresh_feature_store
-from stockcast.forecasting.predict import make_forecast, online_row
+from stockcast.forecasting.predict import make_forecast, online_rows, row_of
 from stockcast.pipeline import train_many
 from stockcast.settings import load_settings
 from stockcast.store.database import SchemaOutdatedError, Store, head_revision
@@ -102,7 +102,7 @@ def test_mlflow_server_mode_trains_registers_and_loads_like_the_local_uri(
     champion = context.registry.champion("AAA")
     assert champion is not None and champion.version == reports[0].version
     model = context.registry.load("AAA", champion.version)
-    row = online_row(context.feature_store.online(["AAA"]), "AAA")
+    row = row_of(online_rows(context.feature_store.online(["AAA"])), "AAA")
     forecast = make_forecast("AAA", row, model, champion.name, champion.version)
     assert forecast.lower < forecast.predicted_close < forecast.upper
 

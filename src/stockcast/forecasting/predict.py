@@ -93,11 +93,6 @@ def online_rows(online: pd.DataFrame) -> dict[str, pd.Series | ForecastUnavailab
     return rows
 
 
-def online_row(online: pd.DataFrame, ticker: str) -> pd.Series:
-    """A ticker's online vector with its as-of date (see ``online_rows``)."""
-    return row_of(online_rows(online), ticker)
-
-
 def row_of(rows: dict[str, pd.Series | ForecastUnavailableError], ticker: str) -> pd.Series:
     """A ticker's row of ``online_rows``; raises why it has none."""
     row = rows.get(ticker)

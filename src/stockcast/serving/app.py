@@ -196,7 +196,7 @@ def _open(state: ServingState) -> None:
             state.champions.refresh()
             state.start_background_warm_up(refresh=False)
             if not state.wait_for_first_forecasts(FIRST_START_WAIT_SECONDS):
-                log.info("ready without the first forecasts: they are made behind, or requests say why not")
+                log.info("ready before the first forecasts are made: they are made behind")
 
 
 def _native_telemetry() -> TelemetryConfig:

@@ -277,16 +277,9 @@ class ForecastCache:
     def adopt(self, entries: dict[str, Ready]) -> None:
         self._restored = dict(entries)
 
-    def compute(self, ticker: str, champions: Champions) -> Ready:
-        """Read the online vector, check it is fresh, forecast at every horizon and keep them
-        (blocking I/O)."""
-        fetched_at = self.clock()
-        return self._keep(
-            ticker, self._made(ticker, online_features(self.state, ticker), champions, fetched_at)
-        )
-
     def compute_all(self, champions: dict[str, Champions]) -> dict[str, Ready | Exception]:
-        """``compute`` for many tickers from one read of the online store: each ticker's kept
+        """Read many tickers' online vectors (one read of the online store), check they are
+        fresh, forecast at every horizon and keep them (blocking I/O): each ticker's kept
         forecasts, or why it has none."""
         fetched_at = self.clock()
         rows = online_features_of(self.state, list(champions))

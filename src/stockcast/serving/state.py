@@ -231,7 +231,8 @@ class ServingState:
     snapshot: Path | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _warm_up: threading.Thread | None = None
-    _forecasts_made: threading.Event = field(default_factory=threading.Event)
+    # Set once the warm-up has made the first forecasts (or ended without them).
+    _warm_up_settled: threading.Event = field(default_factory=threading.Event)
 
     def warm_up(self) -> None:
         """Open what a first forecast needs and make every champion's forecast, so the first
@@ -254,7 +255,7 @@ class ServingState:
                     log.info("no forecast of %s at start: %s", ticker, getattr(outcome, "detail", outcome))
         if self.forecasts is not None:
             self.forecasts.warm = True
-        self._forecasts_made.set()
+        self._warm_up_settled.set()
         self.save_snapshot()
         # What is loaded now lives as long as the process: kept out of the collector's sight,
         # full collections stop scanning it and pausing requests under load. (Not collected
@@ -267,10 +268,13 @@ class ServingState:
         giving way to them (``_giving_way``)."""
 
         def run() -> None:
-            with _giving_way():
-                if refresh:
-                    self.champions.refresh()
-                self.warm_up()
+            try:
+                with _giving_way():
+                    if refresh:
+                        self.champions.refresh()
+                    self.warm_up()
+            finally:
+                self._warm_up_settled.set()  # made, or failed: requests say why
 
         self._warm_up = threading.Thread(target=run, name="serving-warm-up", daemon=True)
         self._warm_up.start()
@@ -296,12 +300,8 @@ class ServingState:
 
     def wait_for_first_forecasts(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the warm-up to have made every ticker's forecast
-        (or found why it cannot); False if it has not by then, or stopped without."""
-        deadline = time.monotonic() + timeout
-        while not self._forecasts_made.wait(0.02):
-            if self._warm_up is None or not self._warm_up.is_alive() or time.monotonic() >= deadline:
-                return self._forecasts_made.is_set()
-        return True
+        (or to have ended without: then requests say why); False if it is still at work."""
+        return self._warm_up_settled.wait(timeout)
 
     def join_warm_up(self, timeout: float = 60.0) -> bool:
         """Wait for the background warm-up; True once it is over (or there was none)."""

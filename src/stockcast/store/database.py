@@ -354,9 +354,6 @@ class Store:
         with self._reading() as connection:
             return {row[0]: (row[1], row[2], row[3]) for row in connection.execute(query)}
 
-    def latest_price_date(self, ticker: str) -> date | None:
-        return self.latest_price_dates([ticker]).get(ticker)
-
     def latest_price_dates(self, tickers: Sequence[str]) -> dict[str, date]:
         """The newest stored bar's date of each ticker that has bars, in one query."""
         query = (
